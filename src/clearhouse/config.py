@@ -1,0 +1,43 @@
+"""Settings, read once from the environment. Nothing else in Clearhouse reads os.environ."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from clearhouse.errors import ConfigurationError
+
+DEFAULT_DATABASE_URL = "sqlite:///clearhouse.db"
+# Only good enough for the demo and tests; production sets CLEARHOUSE_PII_KEY.
+DEFAULT_PII_KEY = "clearhouse-development-key-change-me"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    # Business days of the general ledger are cut in this zone (a marketplace in China closes its
+    # books on Asia/Shanghai days, as its channels' bills do).
+    ledger_timezone: str = "UTC"
+    # Keyed digest of real-name ID numbers, so uniqueness holds without storing them in clear.
+    pii_key: bytes = DEFAULT_PII_KEY.encode()
+
+    @property
+    def ledger_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.ledger_timezone)
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ) if environ is None else environ
+    settings = Settings(
+        database_url=env.get("CLEARHOUSE_DATABASE_URL", DEFAULT_DATABASE_URL),
+        ledger_timezone=env.get("CLEARHOUSE_LEDGER_TIMEZONE", "UTC"),
+        pii_key=env.get("CLEARHOUSE_PII_KEY", DEFAULT_PII_KEY).encode(),
+    )
+    try:
+        settings.ledger_zone  # noqa: B018 - validate the zone name now, not at the first close
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigurationError(
+            f"CLEARHOUSE_LEDGER_TIMEZONE={settings.ledger_timezone!r} is not a known time zone"
+        ) from exc
+    return settings

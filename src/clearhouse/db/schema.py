@@ -1,0 +1,217 @@
+"""Every table, as SQLAlchemy Core. Migrations in ``migrations/`` create exactly this schema."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from clearhouse.db.types import BigId, Instant
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# --- accounts -------------------------------------------------------------------------------
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("kind", String(16), nullable=False),  # person | company | platform
+    Column("name", String(200), nullable=False),
+    # HMAC of the normalised ID number: one customer per real identity without storing it in clear.
+    Column("id_number_digest", LargeBinary(32), nullable=True, unique=True),
+    Column("id_number_masked", String(40), nullable=True),
+    Column("kyc_level", SmallInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", Instant, nullable=False),
+    CheckConstraint("kyc_level BETWEEN 0 AND 3", name="kyc_level"),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("customer_id", String(40), ForeignKey("customers.id"), nullable=False, index=True),
+    Column("login", String(120), nullable=False, unique=True),
+    Column("status", String(16), nullable=False),
+    Column("created_at", Instant, nullable=False),
+)
+
+chart_accounts = Table(
+    "chart_accounts",
+    metadata,
+    Column("code", String(16), primary_key=True),
+    Column("name", String(120), nullable=False),
+    Column("type", String(16), nullable=False),  # asset | liability | equity | income | expense
+    Column("normal_side", String(1), nullable=False),
+    Column("parent_code", String(16), ForeignKey("chart_accounts.code"), nullable=True),
+    Column("is_leaf", Boolean, nullable=False),
+    CheckConstraint("normal_side IN ('D', 'C')", name="normal_side"),
+)
+
+fund_accounts = Table(
+    "fund_accounts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("currency", String(3), nullable=False),
+    # Distinguishes several fund accounts of one role: the channel of a clearing account, the bank
+    # of a reserve account. Empty for the usual one-per-role account.
+    Column("sub", String(32), nullable=False, server_default=""),
+    Column("chart_code", String(16), ForeignKey("chart_accounts.code"), nullable=False),
+    Column("normal_side", String(1), nullable=False),
+    Column("non_negative", Boolean, nullable=False),
+    Column("shards", SmallInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", Instant, nullable=False),
+    UniqueConstraint("account_id", "role", "currency", "sub"),
+    CheckConstraint("shards BETWEEN 1 AND 256", name="shards"),
+    CheckConstraint("NOT (non_negative AND shards > 1)", name="sharded_unconstrained"),
+)
+
+# KYC usage: what an identity has moved per limit window, shared by all its accounts (A1).
+limit_usage = Table(
+    "limit_usage",
+    metadata,
+    Column("customer_id", String(40), ForeignKey("customers.id"), primary_key=True),
+    Column("kind", String(16), primary_key=True),  # payment | withdrawal
+    Column("period", String(8), primary_key=True),  # day | year
+    Column("period_start", Date, primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("used_minor", BigInteger, nullable=False),
+)
+
+# --- ledger ---------------------------------------------------------------------------------
+
+# The sub-ledger: one row per fund account shard. TigerBeetle's four counters; the signed balance
+# and the available amount are derived from them and the account's normal side.
+balances = Table(
+    "balances",
+    metadata,
+    Column("fund_account_id", BigInteger, ForeignKey("fund_accounts.id"), primary_key=True),
+    Column("shard", SmallInteger, primary_key=True),
+    Column("debits_posted", BigInteger, nullable=False),
+    Column("credits_posted", BigInteger, nullable=False),
+    Column("debits_pending", BigInteger, nullable=False),
+    Column("credits_pending", BigInteger, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("last_at", Instant, nullable=False),
+)
+
+journal_entries = Table(
+    "journal_entries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("code", String(8), nullable=False),  # transaction code of the posting rule
+    Column("kind", String(16), nullable=False),  # posted | pending | post_pending | void | reversal
+    # The hold a post_pending / void closes, or the entry a reversal undoes. Unique: a hold closes
+    # once and an entry is reversed once, enforced by the database, not only by the code.
+    Column(
+        "ref_entry_id", BigInteger, ForeignKey("journal_entries.id"), nullable=True, unique=True
+    ),
+    Column("posted_at", Instant, nullable=False, index=True),
+    Column("memo", String(200), nullable=True),
+)
+
+postings = Table(
+    "postings",
+    metadata,
+    Column("entry_id", BigInteger, ForeignKey("journal_entries.id"), primary_key=True),
+    # leg * 2 + (0 debit | 1 credit): a partial capture finds each leg of its hold by number.
+    Column("seq", SmallInteger, primary_key=True),
+    Column("fund_account_id", BigInteger, ForeignKey("fund_accounts.id"), nullable=False),
+    Column("shard", SmallInteger, nullable=False),
+    Column("side", String(1), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    CheckConstraint("amount > 0", name="amount_positive"),
+    CheckConstraint("side IN ('D', 'C')", name="side"),
+    sqlite_with_rowid=False,
+)
+
+# One row per change of a balance row, with the counters after it: balance_at() is one index seek.
+balance_history = Table(
+    "balance_history",
+    metadata,
+    Column("fund_account_id", BigInteger, primary_key=True),
+    Column("shard", SmallInteger, primary_key=True),
+    Column("version", BigInteger, primary_key=True),
+    Column("entry_id", BigInteger, ForeignKey("journal_entries.id"), nullable=False),
+    Column("at", Instant, nullable=False),
+    Column("debits_posted", BigInteger, nullable=False),
+    Column("credits_posted", BigInteger, nullable=False),
+    Column("debits_pending", BigInteger, nullable=False),
+    Column("credits_pending", BigInteger, nullable=False),
+    Index(None, "fund_account_id", "shard", "at"),
+    sqlite_with_rowid=False,
+)
+
+holds = Table(
+    "holds",
+    metadata,
+    Column("entry_id", BigInteger, ForeignKey("journal_entries.id"), primary_key=True),
+    Column("status", String(16), nullable=False),  # pending | posted | voided | expired
+    Column("expires_at", Instant, nullable=True),
+    Column("closed_by_entry_id", BigInteger, ForeignKey("journal_entries.id"), nullable=True),
+    Index(None, "status", "expires_at"),
+)
+
+# Idempotency: one row per request key, with the payload's hash and its outcome (success or
+# rejection), so a retry gets the first answer back and never acts twice.
+ledger_requests = Table(
+    "ledger_requests",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("operation", String(16), nullable=False),
+    Column("payload_hash", LargeBinary(32), nullable=False),
+    Column("status", String(8), nullable=False),  # ok | rejected
+    Column("reason", String(40), nullable=True),
+    Column("detail", Text, nullable=True),
+    Column("entry_id", BigInteger, ForeignKey("journal_entries.id"), nullable=True),
+    Column("created_at", Instant, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+# The general ledger: per business day, chart account and currency, the posted totals.
+gl_daily = Table(
+    "gl_daily",
+    metadata,
+    Column("business_date", Date, primary_key=True),
+    Column("chart_code", String(16), ForeignKey("chart_accounts.code"), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("debit_total", BigInteger, nullable=False),
+    Column("credit_total", BigInteger, nullable=False),
+    Column("entry_count", Integer, nullable=False),
+)
+
+ledger_days = Table(
+    "ledger_days",
+    metadata,
+    Column("business_date", Date, primary_key=True),
+    Column("timezone", String(64), nullable=False),
+    Column("closed_at", Instant, nullable=False),
+    Column("entry_count", Integer, nullable=False),
+)
