@@ -58,6 +58,10 @@ class TooManyAccounts(AccountError):
     code = "TOO_MANY_ACCOUNTS"
 
 
+class DuplicateLogin(AccountError):
+    code = "DUPLICATE_LOGIN"
+
+
 class UnknownCustomer(AccountError):
     code = "UNKNOWN_CUSTOMER"
 
@@ -143,6 +147,8 @@ def open_account(
 ) -> str:
     if conn.execute(select(customers.c.id).where(customers.c.id == customer_id)).first() is None:
         raise UnknownCustomer(f"no customer {customer_id}")
+    if conn.execute(select(accounts.c.id).where(accounts.c.login == login)).first() is not None:
+        raise DuplicateLogin(f"login {login!r} is taken")
     held = conn.execute(select(accounts.c.id).where(accounts.c.customer_id == customer_id)).all()
     if len(held) >= MAX_ACCOUNTS_PER_CUSTOMER:
         raise TooManyAccounts(

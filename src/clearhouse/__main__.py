@@ -1,0 +1,3 @@
+from clearhouse.cli import main
+
+main()
