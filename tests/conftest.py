@@ -129,9 +129,13 @@ def open_party(
         cid = handlers.open_customer(
             conn, name=name, kind=kind, kyc_level=kyc, id_number=None, pii_key=b"test", now=now
         )
-        aid = handlers.open_account(conn, customer_id=cid, login=f"{name}-{uuid.uuid4().hex[:8]}", now=now)
+        aid = handlers.open_account(
+            conn, customer_id=cid, login=f"{name}-{uuid.uuid4().hex[:8]}", now=now
+        )
         funds = {
-            role: handlers.open_fund_account(conn, app.chart, account_id=aid, role=role, currency=currency, now=now)
+            role: handlers.open_fund_account(
+                conn, app.chart, account_id=aid, role=role, currency=currency, now=now
+            )
             for role in roles
         }
         return Party(cid, aid, funds)

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import QueuePool
 
 from clearhouse.errors import ConfigurationError
 
@@ -21,7 +21,7 @@ READONLY = "clearhouse_readonly"  # execution option: a SQLite read may take a d
 
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     if url.startswith("sqlite"):
-        return _sqlite_engine(url)
+        return _sqlite_engine(url, pool_size=pool_size)
     if url.startswith(("postgresql", "postgres")):
         return _postgres_engine(url, pool_size=pool_size)
     raise ConfigurationError(
@@ -33,10 +33,15 @@ def is_sqlite(engine_or_conn: Engine | Connection) -> bool:
     return engine_or_conn.dialect.name == "sqlite"
 
 
-def _sqlite_engine(url: str) -> Engine:
-    # NullPool: a connection per checkout keeps forked workers and threads from sharing handles.
+def _sqlite_engine(url: str, *, pool_size: int) -> Engine:
+    # A small pool: opening a connection (and setting its pragmas) costs more than a whole entry.
+    # A process builds its own engine after it starts (the composition root does), never shares.
     engine = create_engine(
-        url, poolclass=NullPool, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        url,
+        poolclass=QueuePool,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
     )
 
     @event.listens_for(engine, "connect")

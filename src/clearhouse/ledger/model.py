@@ -8,7 +8,7 @@ rows after it; the store only reads and writes what this module decides.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -241,8 +241,15 @@ def apply_entry(
             if any(v > MAX_MINOR for v in counters.as_tuple()):
                 return Rejection(Reason.BALANCE_OVERFLOW, f"fund account {key[0]} would overflow")
             raise AssertionError(f"pending counters of {key} would go below zero: {counters}")
-        after = replace(
-            row, counters=counters, version=row.version + 1, last_at=max(row.last_at, now)
+        after = BalanceRow(
+            row.fund_account_id,
+            row.shard,
+            row.normal_side,
+            row.non_negative,
+            row.status,
+            counters,
+            row.version + 1,
+            max(row.last_at, now),
         )
         lowers_available = after.available < row.available
         # A frozen account may still receive money; a closed one takes nothing at all.

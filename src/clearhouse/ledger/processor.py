@@ -15,6 +15,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
+from clearhouse.db.raw import Raw
 from clearhouse.errors import UnknownCurrency
 from clearhouse.ledger import store
 from clearhouse.ledger.model import (
@@ -80,7 +81,8 @@ def process(
     for req in requests:
         validate_request(req)
     hashes = [payload_hash(r) for r in requests]
-    stored = store.load_requests(conn, sorted({r.key for r in requests}))
+    raw = Raw(conn)
+    stored = store.load_requests(raw, sorted({r.key for r in requests}))
     outcomes: list[Outcome | None] = [None] * len(requests)
     first_of_key: dict[str, int] = {}
     fresh: list[int] = []
@@ -92,9 +94,9 @@ def process(
             first_of_key[req.key] = i
             fresh.append(i)
 
-    plans: dict[int, _Plan | Rejection] = _plan_all(conn, requests, fresh, ctx, now)
+    plans: dict[int, _Plan | Rejection] = _plan_all(conn, raw, requests, fresh, ctx, now)
     rows = store.lock_rows(
-        conn,
+        raw,
         (
             p.row
             for plan in plans.values()
@@ -125,7 +127,7 @@ def process(
             store.RequestRecord(req.key, req.operation, hashes[i], entry_of[i], None, None)
         )
 
-    ids = store.write(conn, new_entries, records, now)
+    ids = store.write(raw, new_entries, records, now)
     for i, position in entry_of.items():
         outcomes[i] = Outcome(requests[i].key, ids[position])
     for i, req in enumerate(requests):
@@ -187,10 +189,15 @@ def _apply(
 
 
 def _plan_all(
-    conn: Connection, requests: Sequence[Request], fresh: list[int], ctx: Context, now: datetime
+    conn: Connection,
+    raw: Raw,
+    requests: Sequence[Request],
+    fresh: list[int],
+    ctx: Context,
+    now: datetime,
 ) -> dict[int, _Plan | Rejection]:
     posts = [i for i in fresh if isinstance(requests[i], Post)]
-    _warm_fund_cache(conn, [requests[i] for i in posts], ctx)  # type: ignore[misc]
+    _warm_fund_cache(raw, [requests[i] for i in posts], ctx)  # type: ignore[misc]
     refs = sorted(
         {
             r.hold_id if isinstance(r, CommitHold | VoidHold) else r.entry_id
@@ -215,7 +222,7 @@ def _party_account(slot: Slot, parties: Mapping[str, str], ctx: Context) -> str:
     return ctx.platform_account_id if slot.party == PLATFORM_PARTY else parties[slot.party]
 
 
-def _warm_fund_cache(conn: Connection, posts: Sequence[Post], ctx: Context) -> None:
+def _warm_fund_cache(raw: Raw, posts: Sequence[Post], ctx: Context) -> None:
     wanted: set[store.SlotKey] = set()
     for req in posts:
         rule = ctx.rules.get(req.code)
@@ -229,7 +236,7 @@ def _warm_fund_cache(conn: Connection, posts: Sequence[Post], ctx: Context) -> N
                 if (account, slot.role, slot.sub, req.currency) not in ctx.fund_cache:
                     wanted.add((account, slot.role, slot.sub))
     if wanted:
-        ctx.fund_cache.update(store.load_fund_accounts(conn, wanted))  # type: ignore[arg-type]
+        ctx.fund_cache.update(store.load_fund_accounts(raw, wanted))  # type: ignore[arg-type]
 
 
 def _plan_post(index: int, req: Post, ctx: Context, now: datetime) -> _Plan | Rejection:

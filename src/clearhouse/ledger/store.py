@@ -7,19 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, tuple_, update
+from sqlalchemy import select, tuple_
 from sqlalchemy.engine import Connection
 
 from clearhouse.accounts.model import Role, Status
-from clearhouse.db.schema import (
-    balance_history,
-    balances,
-    fund_accounts,
-    holds,
-    journal_entries,
-    ledger_requests,
-    postings,
-)
+from clearhouse.clock import from_micros, to_micros
+from clearhouse.db.raw import Raw, placeholders
+from clearhouse.db.schema import fund_accounts, holds, journal_entries, postings
 from clearhouse.ledger.model import (
     BalanceRow,
     Counters,
@@ -71,40 +65,46 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield items[start : start + _CHUNK]
 
 
-def load_requests(conn: Connection, keys: Sequence[str]) -> dict[str, StoredRequest]:
+def load_requests(raw: Raw, keys: Sequence[str]) -> dict[str, StoredRequest]:
     found: dict[str, StoredRequest] = {}
-    r = ledger_requests.c
     for part in _chunks(keys):
-        for row in conn.execute(
-            select(r.key, r.payload_hash, r.status, r.reason, r.detail, r.entry_id).where(
-                r.key.in_(part)
-            )
+        marks, params = placeholders("k", part)
+        for key, digest, status, reason, detail, entry_id in raw.all(
+            "SELECT key, payload_hash, status, reason, detail, entry_id FROM ledger_requests "
+            f"WHERE key IN ({marks})",
+            params,
         ):
-            found[row.key] = StoredRequest(
-                payload_hash=bytes(row.payload_hash),
-                ok=row.status == "ok",
-                reason=Reason(row.reason) if row.reason else None,
-                detail=row.detail,
-                entry_id=row.entry_id,
+            found[key] = StoredRequest(
+                payload_hash=bytes(digest),
+                ok=status == "ok",
+                reason=Reason(reason) if reason else None,
+                detail=detail,
+                entry_id=entry_id,
             )
     return found
 
 
 def load_fund_accounts(
-    conn: Connection, slots: Iterable[SlotKey]
+    raw: Raw, slots: Iterable[SlotKey]
 ) -> dict[tuple[str, Role, str, str], FundMeta]:
     """Fund accounts for the slots, in every currency they exist in (to tell a currency mismatch
     from an unknown account). Keyed by (account_id, role, sub, currency)."""
     wanted = sorted({(a, role.value, sub) for a, role, sub in slots})
-    f = fund_accounts.c
     found: dict[tuple[str, Role, str, str], FundMeta] = {}
     for part in _chunks(wanted):
-        stmt = select(f.id, f.account_id, f.role, f.sub, f.currency, f.shards).where(
-            tuple_(f.account_id, f.role, f.sub).in_(part)
-        )
-        for row in conn.execute(stmt):
-            found[(row.account_id, Role(row.role), row.sub, row.currency)] = FundMeta(
-                id=int(row.id), currency=row.currency, shards=int(row.shards)
+        params: dict[str, Any] = {}
+        triples = []
+        for i, (account, role, sub) in enumerate(part):
+            params[f"a{i}"], params[f"r{i}"], params[f"s{i}"] = account, role, sub
+            triples.append(f"(:a{i}, :r{i}, :s{i})")
+        for fid, account, role, sub, cur, shards in raw.all(
+            "SELECT id, account_id, role, sub, currency, shards FROM fund_accounts"
+            f" WHERE account_id IN ({', '.join(f':a{i}' for i in range(len(part)))})"
+            f" AND (account_id, role, sub) IN ({', '.join(triples)})",
+            params,
+        ):
+            found[(account, Role(role), sub, cur)] = FundMeta(
+                id=int(fid), currency=cur, shards=int(shards)
             )
     return found
 
@@ -150,38 +150,40 @@ def load_entries(conn: Connection, ids: Sequence[int]) -> dict[int, StoredEntry]
     return out
 
 
-def lock_rows(conn: Connection, keys: Iterable[RowKey]) -> dict[RowKey, BalanceRow]:
+def lock_rows(raw: Raw, keys: Iterable[RowKey]) -> dict[RowKey, BalanceRow]:
     """Read the balance rows, locking them on PostgreSQL in one fixed (sorted) order so that two
     writers can never wait on each other in a cycle. SQLite's BEGIN IMMEDIATE already excludes
     every other writer."""
     ordered = sorted(set(keys))
-    b, f = balances.c, fund_accounts.c
     rows: dict[RowKey, BalanceRow] = {}
+    lock = " FOR UPDATE OF b" if raw.postgres else ""
     for part in _chunks(ordered):
-        stmt = (
-            select(balances, f.normal_side, f.non_negative, f.status)
-            .join(fund_accounts, f.id == b.fund_account_id)
-            .where(tuple_(b.fund_account_id, b.shard).in_(part))
-            .order_by(b.fund_account_id, b.shard)
-        )
-        if conn.dialect.name == "postgresql":
-            stmt = stmt.with_for_update(of=balances)
-        for row in conn.execute(stmt):
-            key = (int(row.fund_account_id), int(row.shard))
+        params: dict[str, Any] = {}
+        pairs = []
+        for i, (fund, shard) in enumerate(part):
+            params[f"f{i}"], params[f"s{i}"] = fund, shard
+            pairs.append(f"(:f{i}, :s{i})")
+        for r in raw.all(
+            "SELECT b.fund_account_id, b.shard, b.debits_posted, b.credits_posted, b.debits_pending,"
+            " b.credits_pending, b.version, b.last_at, f.normal_side, f.non_negative, f.status"
+            " FROM balances b JOIN fund_accounts f ON f.id = b.fund_account_id"
+            # The plain IN on the leading key column lets SQLite seek the primary key; a row-value
+            # IN list alone makes it scan every balance row.
+            f" WHERE b.fund_account_id IN ({', '.join(f':f{i}' for i in range(len(part)))})"
+            f" AND (b.fund_account_id, b.shard) IN ({', '.join(pairs)})"
+            f" ORDER BY b.fund_account_id, b.shard{lock}",
+            params,
+        ):
+            key = (int(r[0]), int(r[1]))
             rows[key] = BalanceRow(
                 fund_account_id=key[0],
                 shard=key[1],
-                normal_side=Side(row.normal_side),
-                non_negative=bool(row.non_negative),
-                status=Status(row.status),
-                counters=Counters(
-                    int(row.debits_posted),
-                    int(row.credits_posted),
-                    int(row.debits_pending),
-                    int(row.credits_pending),
-                ),
-                version=int(row.version),
-                last_at=row.last_at,
+                normal_side=Side(r[8]),
+                non_negative=bool(r[9]),
+                status=Status(r[10]),
+                counters=Counters(int(r[2]), int(r[3]), int(r[4]), int(r[5])),
+                version=int(r[6]),
+                last_at=from_micros(int(r[7])),
             )
     missing = set(ordered) - set(rows)
     if missing:
@@ -212,126 +214,131 @@ class RequestRecord:
 
 
 def write(
-    conn: Connection, entries: Sequence[NewEntry], requests: Sequence[RequestRecord], now: datetime
+    raw: Raw, entries: Sequence[NewEntry], requests: Sequence[RequestRecord], now: datetime
 ) -> list[int]:
     """Append the entries, their postings and history, move the balance rows, store the request
     outcomes; return the new entry ids in order. A few multi-row statements, whatever the count."""
-    ids: list[int] = []
+    at = to_micros(now)
+    ids = _allocate_entry_ids(raw, len(entries))
+    raw.many(
+        "INSERT INTO journal_entries (id, code, kind, ref_entry_id, posted_at, memo)"
+        " VALUES (:id, :code, :kind, :ref, :at, :memo)",
+        [
+            {
+                "id": i,
+                "code": e.code,
+                "kind": e.kind.value,
+                "ref": e.ref_entry_id,
+                "at": at,
+                "memo": e.memo,
+            }
+            for i, e in zip(ids, entries, strict=True)
+        ],
+    )
     if entries:
-        result = conn.execute(
-            insert(journal_entries).returning(journal_entries.c.id, sort_by_parameter_order=True),
-            [
-                {
-                    "code": e.code,
-                    "kind": e.kind.value,
-                    "ref_entry_id": e.ref_entry_id,
-                    "posted_at": now,
-                    "memo": e.memo,
-                }
-                for e in entries
-            ],
-        )
-        ids = [int(i) for i in result.scalars()]
-        _write_lines(conn, entries, ids)
-    if requests:
-        conn.execute(
-            insert(ledger_requests),
-            [
-                {
-                    "key": r.key,
-                    "operation": r.operation,
-                    "payload_hash": r.payload_hash,
-                    "status": "ok" if r.reason is None else "rejected",
-                    "reason": None if r.reason is None else r.reason.value,
-                    "detail": r.detail,
-                    "entry_id": None if r.entry_index is None else ids[r.entry_index],
-                    "created_at": now,
-                }
-                for r in requests
-            ],
-        )
+        _write_lines(raw, entries, ids)
+    raw.many(
+        "INSERT INTO ledger_requests (key, operation, payload_hash, status, reason, detail, entry_id, created_at)"
+        " VALUES (:key, :op, :hash, :status, :reason, :detail, :entry, :at)",
+        [
+            {
+                "key": r.key,
+                "op": r.operation,
+                "hash": r.payload_hash,
+                "status": "ok" if r.reason is None else "rejected",
+                "reason": None if r.reason is None else r.reason.value,
+                "detail": r.detail,
+                "entry": None if r.entry_index is None else ids[r.entry_index],
+                "at": at,
+            }
+            for r in requests
+        ],
+    )
     return ids
 
 
-def _write_lines(conn: Connection, entries: Sequence[NewEntry], ids: Sequence[int]) -> None:
+def _allocate_entry_ids(raw: Raw, count: int) -> list[int]:
+    """Ids decided before the insert, so postings and history can name them in the same batch.
+    SQLite: the writer holds the database's only write lock, so max(id) + n is safe."""
+    if count == 0:
+        return []
+    if raw.postgres:
+        rows = raw.all(
+            "SELECT nextval(pg_get_serial_sequence('journal_entries', 'id')) FROM generate_series(1, :n)",
+            {"n": count},
+        )
+        return [int(r[0]) for r in rows]
+    top = raw.all("SELECT coalesce(max(id), 0) FROM journal_entries")[0][0]
+    return list(range(int(top) + 1, int(top) + 1 + count))
+
+
+def _write_lines(raw: Raw, entries: Sequence[NewEntry], ids: Sequence[int]) -> None:
     posting_rows: list[dict[str, Any]] = []
     history_rows: list[dict[str, Any]] = []
-    final: dict[RowKey, RowChange] = {}
+    final: dict[RowKey, BalanceRow] = {}
     new_holds: list[dict[str, Any]] = []
+    closed_holds: list[dict[str, Any]] = []
     for entry_id, entry in zip(ids, entries, strict=True):
         for p in entry.postings:
             posting_rows.append(
                 {
-                    "entry_id": entry_id,
+                    "e": entry_id,
                     "seq": p.seq,
-                    "fund_account_id": p.fund_account_id,
-                    "shard": p.shard,
+                    "f": p.fund_account_id,
+                    "s": p.shard,
                     "side": p.side.value,
                     "amount": p.amount,
-                    "currency": p.currency,
+                    "cur": p.currency,
                 }
             )
         for ch in entry.changes:
             a = ch.after
-            c = a.counters
-            history_rows.append(
-                {
-                    "fund_account_id": a.fund_account_id,
-                    "shard": a.shard,
-                    "version": a.version,
-                    "entry_id": entry_id,
-                    "at": ch.at,
-                    "debits_posted": c.debits_posted,
-                    "credits_posted": c.credits_posted,
-                    "debits_pending": c.debits_pending,
-                    "credits_pending": c.credits_pending,
-                }
-            )
-            final[(a.fund_account_id, a.shard)] = ch
+            history_rows.append({"e": entry_id, "at": to_micros(ch.at), **_row_params(a)})
+            final[(a.fund_account_id, a.shard)] = a
         if entry.kind is EntryKind.PENDING:
+            expires = entry.hold_expires_at
             new_holds.append(
-                {
-                    "entry_id": entry_id,
-                    "status": HoldStatus.PENDING.value,
-                    "expires_at": entry.hold_expires_at,
-                }
+                {"e": entry_id, "exp": None if expires is None else to_micros(expires)}
             )
         if entry.closes_hold is not None:
-            conn.execute(
-                update(holds)
-                .where(
-                    holds.c.entry_id == entry.ref_entry_id,
-                    holds.c.status == HoldStatus.PENDING.value,
-                )
-                .values(status=entry.closes_hold.value, closed_by_entry_id=entry_id)
+            closed_holds.append(
+                {"hold": entry.ref_entry_id, "status": entry.closes_hold.value, "by": entry_id}
             )
-    conn.execute(insert(postings), posting_rows)
-    conn.execute(insert(balance_history), history_rows)
-    if new_holds:
-        conn.execute(insert(holds), new_holds)
-    b = balances.c
-    conn.execute(
-        update(balances)
-        .where(b.fund_account_id == bindparam("k_fund"), b.shard == bindparam("k_shard"))
-        .values(
-            debits_posted=bindparam("v_dp"),
-            credits_posted=bindparam("v_cp"),
-            debits_pending=bindparam("v_dpe"),
-            credits_pending=bindparam("v_cpe"),
-            version=bindparam("v_version"),
-            last_at=bindparam("v_at"),
-        ),
-        [
-            {
-                "k_fund": key[0],
-                "k_shard": key[1],
-                "v_dp": ch.after.counters.debits_posted,
-                "v_cp": ch.after.counters.credits_posted,
-                "v_dpe": ch.after.counters.debits_pending,
-                "v_cpe": ch.after.counters.credits_pending,
-                "v_version": ch.after.version,
-                "v_at": ch.after.last_at,
-            }
-            for key, ch in sorted(final.items())
-        ],
+    raw.many(
+        "INSERT INTO postings (entry_id, seq, fund_account_id, shard, side, amount, currency)"
+        " VALUES (:e, :seq, :f, :s, :side, :amount, :cur)",
+        posting_rows,
     )
+    raw.many(
+        "INSERT INTO balance_history (fund_account_id, shard, version, entry_id, at, debits_posted,"
+        " credits_posted, debits_pending, credits_pending)"
+        " VALUES (:f, :s, :v, :e, :at, :dp, :cp, :dpe, :cpe)",
+        history_rows,
+    )
+    raw.many(
+        "UPDATE balances SET debits_posted = :dp, credits_posted = :cp, debits_pending = :dpe,"
+        " credits_pending = :cpe, version = :v, last_at = :at WHERE fund_account_id = :f AND shard = :s",
+        [{**_row_params(row), "at": to_micros(row.last_at)} for _, row in sorted(final.items())],
+    )
+    raw.many(
+        f"INSERT INTO holds (entry_id, status, expires_at) VALUES (:e, '{HoldStatus.PENDING.value}', :exp)",
+        new_holds,
+    )
+    raw.many(
+        "UPDATE holds SET status = :status, closed_by_entry_id = :by"
+        f" WHERE entry_id = :hold AND status = '{HoldStatus.PENDING.value}'",
+        closed_holds,
+    )
+
+
+def _row_params(row: BalanceRow) -> dict[str, Any]:
+    c = row.counters
+    return {
+        "f": row.fund_account_id,
+        "s": row.shard,
+        "v": row.version,
+        "dp": c.debits_posted,
+        "cp": c.credits_posted,
+        "dpe": c.debits_pending,
+        "cpe": c.credits_pending,
+    }
