@@ -22,18 +22,21 @@ def tx(app, fn):
 
 def test_one_customer_per_real_identity(app):
     now = app.clock.now()
-    make = lambda number: tx(
-        app,
-        lambda c: handlers.open_customer(
-            c,
-            name="Li",
-            kind=CustomerKind.PERSON,
-            kyc_level=KycLevel.CLASS_II,
-            id_number=number,
-            pii_key=b"k",
-            now=now,
-        ),
-    )  # noqa: E731
+
+    def make(number):
+        return tx(
+            app,
+            lambda c: handlers.open_customer(
+                c,
+                name="Li",
+                kind=CustomerKind.PERSON,
+                kyc_level=KycLevel.CLASS_II,
+                id_number=number,
+                pii_key=b"k",
+                now=now,
+            ),
+        )
+
     make("110101199003074578")
     with pytest.raises(handlers.DuplicateIdentity, match=r"110\*+4578"):
         make(" 110101199003074578 ")
@@ -66,9 +69,12 @@ def test_account_limit_per_customer(app):
 
 def test_fund_account_rules(app):
     party = open_party(app, "li", ())
-    open_fund = lambda **kw: tx(
-        app, lambda c: handlers.open_fund_account(c, app.chart, now=app.clock.now(), **kw)
-    )  # noqa: E731
+
+    def open_fund(**kw):
+        return tx(
+            app, lambda c: handlers.open_fund_account(c, app.chart, now=app.clock.now(), **kw)
+        )
+
     with pytest.raises(handlers.InvalidFundAccount, match="platform"):
         open_fund(account_id=party.account_id, role=Role.ESCROW, currency="CNY")
     with pytest.raises(handlers.InvalidFundAccount, match="sharded"):
@@ -86,17 +92,20 @@ def test_fund_account_rules(app):
 def test_kyc_limits_are_shared_by_every_account_of_an_identity(app):
     party = open_party(app, "wang", (), kyc=KycLevel.CLASS_I)
     day = app.clock.now().date()
-    reserve = lambda amount, on=day: tx(
-        app,
-        lambda c: handlers.reserve_limit(
-            c,
-            customer_id=party.customer_id,
-            kind=LimitKind.PAYMENT,
-            currency="CNY",
-            amount_minor=amount,
-            on=on,
-        ),
-    )  # noqa: E731
+
+    def reserve(amount, on=day):
+        return tx(
+            app,
+            lambda c: handlers.reserve_limit(
+                c,
+                customer_id=party.customer_id,
+                kind=LimitKind.PAYMENT,
+                currency="CNY",
+                amount_minor=amount,
+                on=on,
+            ),
+        )
+
     assert reserve(600_00) is None
     breach = reserve(500_00)
     assert breach is not None

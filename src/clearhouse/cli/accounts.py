@@ -26,7 +26,7 @@ def open_(
     id_number: str | None = typer.Option(
         None, help="Real-name ID number (stored as a keyed digest)."
     ),
-    role: list[str] = typer.Option([], help="Fund account role to open; repeatable."),  # noqa: B008
+    role: list[str] = typer.Option([], help="Fund account role to open; repeatable."),
     currency: str = typer.Option("CNY"),
     as_json: bool = JsonOption,
 ) -> None:

@@ -15,7 +15,7 @@ app = typer.Typer(help="Database schema and reference data.", no_args_is_help=Tr
 def upgrade(
     currency: list[str] = typer.Option(
         ["CNY"], "--currency", help="Operating currencies of the platform."
-    ),  # noqa: B008
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Apply migrations, seed the chart of accounts and the platform's fund accounts."""

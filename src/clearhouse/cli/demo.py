@@ -58,7 +58,8 @@ def demo(
         if breaks:
             for b in breaks:
                 console.print(
-                    f"[bold red]break[/] {b.check} {b.subject}: expected {b.expected}, found {b.actual}"
+                    f"[bold red]break[/] {b.check} {b.subject}: "
+                    f"expected {b.expected}, found {b.actual}"
                 )
             raise typer.Exit(EXIT_REJECTED)
         console.print(

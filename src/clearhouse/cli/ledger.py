@@ -79,8 +79,8 @@ def post(
     ),
     code: str = typer.Option(..., help="Transaction code of a posting rule, e.g. 1002."),
     currency: str = typer.Option(..., help="ISO 4217 currency code."),
-    amount: list[str] = typer.Option(..., help="NAME=MAJOR_UNITS, e.g. amount=12.34; repeatable."),  # noqa: B008
-    party: list[str] = typer.Option([], help="NAME=ACCOUNT_ID binding a party of the rule."),  # noqa: B008
+    amount: list[str] = typer.Option(..., help="NAME=MAJOR_UNITS, e.g. amount=12.34; repeatable."),
+    party: list[str] = typer.Option([], help="NAME=ACCOUNT_ID binding a party of the rule."),
     memo: str | None = typer.Option(None),
     hold: bool = typer.Option(False, "--hold", help="Create a pending hold instead of posting."),
     expires_in: int | None = typer.Option(None, help="Seconds until the hold expires."),
@@ -114,7 +114,7 @@ def commit_hold(
     key: str = typer.Option(...),
     hold_id: int = typer.Option(..., "--hold"),
     currency: str | None = typer.Option(None, help="Needed with --amount for a partial capture."),
-    amount: list[str] = typer.Option([], help="NAME=MAJOR_UNITS for a partial capture."),  # noqa: B008
+    amount: list[str] = typer.Option([], help="NAME=MAJOR_UNITS for a partial capture."),
     as_json: bool = JsonOption,
 ) -> None:
     """Capture a hold, whole or in part."""
@@ -156,7 +156,7 @@ def balance(
     fund_account_id: int | None = typer.Argument(
         None, help="A fund account id; all accounts if omitted."
     ),
-    at: datetime | None = typer.Option(None, help="Point in time (ISO 8601, with offset)."),  # noqa: B008
+    at: datetime | None = typer.Option(None, help="Point in time (ISO 8601, with offset)."),
     as_json: bool = JsonOption,
 ) -> None:
     """Posted, pending and available balances."""
@@ -317,7 +317,8 @@ def check(as_json: bool = JsonOption) -> None:
             emit_json({"ok": not breaks, "breaks": [b.to_dict() for b in breaks]})
         elif not breaks:
             console.print(
-                "[green]books agree[/]: entries balance, balances = journal = history = general ledger"
+                "[green]books agree[/]: entries balance, "
+                "balances = journal = history = general ledger"
             )
         else:
             cols = ["check", "subject", "expected", "actual"]

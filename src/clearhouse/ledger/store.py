@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from clearhouse.accounts.model import Role, Status
 from clearhouse.clock import from_micros, to_micros
 from clearhouse.db.raw import Raw, placeholders
-from clearhouse.db.schema import fund_accounts, holds, journal_entries, postings
+from clearhouse.db.schema import holds, journal_entries, postings
 from clearhouse.ledger.model import (
     BalanceRow,
     Counters,
@@ -164,7 +164,8 @@ def lock_rows(raw: Raw, keys: Iterable[RowKey]) -> dict[RowKey, BalanceRow]:
             params[f"f{i}"], params[f"s{i}"] = fund, shard
             pairs.append(f"(:f{i}, :s{i})")
         for r in raw.all(
-            "SELECT b.fund_account_id, b.shard, b.debits_posted, b.credits_posted, b.debits_pending,"
+            "SELECT b.fund_account_id, b.shard, b.debits_posted, b.credits_posted,"
+            " b.debits_pending,"
             " b.credits_pending, b.version, b.last_at, f.normal_side, f.non_negative, f.status"
             " FROM balances b JOIN fund_accounts f ON f.id = b.fund_account_id"
             # The plain IN on the leading key column lets SQLite seek the primary key; a row-value
@@ -238,7 +239,8 @@ def write(
     if entries:
         _write_lines(raw, entries, ids)
     raw.many(
-        "INSERT INTO ledger_requests (key, operation, payload_hash, status, reason, detail, entry_id, created_at)"
+        "INSERT INTO ledger_requests"
+        " (key, operation, payload_hash, status, reason, detail, entry_id, created_at)"
         " VALUES (:key, :op, :hash, :status, :reason, :detail, :entry, :at)",
         [
             {
@@ -264,7 +266,8 @@ def _allocate_entry_ids(raw: Raw, count: int) -> list[int]:
         return []
     if raw.postgres:
         rows = raw.all(
-            "SELECT nextval(pg_get_serial_sequence('journal_entries', 'id')) FROM generate_series(1, :n)",
+            "SELECT nextval(pg_get_serial_sequence('journal_entries', 'id'))"
+            " FROM generate_series(1, :n)",
             {"n": count},
         )
         return [int(r[0]) for r in rows]
@@ -317,11 +320,13 @@ def _write_lines(raw: Raw, entries: Sequence[NewEntry], ids: Sequence[int]) -> N
     )
     raw.many(
         "UPDATE balances SET debits_posted = :dp, credits_posted = :cp, debits_pending = :dpe,"
-        " credits_pending = :cpe, version = :v, last_at = :at WHERE fund_account_id = :f AND shard = :s",
+        " credits_pending = :cpe, version = :v, last_at = :at"
+        " WHERE fund_account_id = :f AND shard = :s",
         [{**_row_params(row), "at": to_micros(row.last_at)} for _, row in sorted(final.items())],
     )
     raw.many(
-        f"INSERT INTO holds (entry_id, status, expires_at) VALUES (:e, '{HoldStatus.PENDING.value}', :exp)",
+        "INSERT INTO holds (entry_id, status, expires_at)"
+        f" VALUES (:e, '{HoldStatus.PENDING.value}', :exp)",
         new_holds,
     )
     raw.many(

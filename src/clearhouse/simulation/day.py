@@ -13,7 +13,14 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Connection
 
 from clearhouse.accounts import handlers
-from clearhouse.accounts.model import PLATFORM_ACCOUNT_ID, CustomerKind, KycLevel, LimitKind, Role
+from clearhouse.accounts.model import (
+    PLATFORM_ACCOUNT_ID,
+    CustomerKind,
+    KycLevel,
+    LimitBreach,
+    LimitKind,
+    Role,
+)
 from clearhouse.bootstrap import App
 from clearhouse.clock import FixedClock
 from clearhouse.db.transaction import run_in_transaction
@@ -255,20 +262,21 @@ def _open_people(app: App) -> dict[str, tuple[str, dict[Role, int], str]]:
 
 
 def _kyc_note(app: App, report: DayReport, wang_customer: str) -> None:
-    """Class I identities may pay at most 1,000.00 a year in all: the check the gateway will call."""
+    """Class I identities may pay 1,000.00 a year in all: the check the gateway will call."""
     on = app.clock.now().astimezone(SHANGHAI).date()
     for amount in (60_000, 60_000):
-        breach = run_in_transaction(
-            app.engine,
-            lambda conn, a=amount: handlers.reserve_limit(
+
+        def reserve(conn: Connection, amount: int = amount) -> LimitBreach | None:
+            return handlers.reserve_limit(
                 conn,
                 customer_id=wang_customer,
                 kind=LimitKind.PAYMENT,
                 currency=CURRENCY,
-                amount_minor=a,
+                amount_minor=amount,
                 on=on,
-            ),
-        )
+            )
+
+        breach = run_in_transaction(app.engine, reserve)
         if breach is None:
             report.notes.append(f"KYC: Wang (class I) pays {_m(amount)}: within limits")
         else:
