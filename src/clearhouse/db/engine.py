@@ -76,7 +76,9 @@ def _postgres_engine(url: str, *, pool_size: int) -> Engine:
         isolation_level="READ COMMITTED",
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip per transaction; a dropped connection fails its
+        # transaction, which is retried on a fresh one (db/transaction.py).
+        pool_recycle=3600,
         # A statement stuck behind a lock for this long is a bug or an outage, not a wait.
         connect_args={"connect_timeout": 10, "options": "-c lock_timeout=10000"},
     )

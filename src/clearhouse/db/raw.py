@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from functools import lru_cache
 from typing import Any
 
@@ -27,7 +28,8 @@ def _to_pyformat(sql: str) -> str:
 class Raw:
     def __init__(self, conn: Connection) -> None:
         self.postgres = conn.dialect.name == "postgresql"
-        self._cursor = conn.connection.cursor()
+        self._conn = conn.connection
+        self._cursor = self._conn.cursor()
 
     def _sql(self, sql: str) -> str:
         return _to_pyformat(sql) if self.postgres else sql
@@ -40,8 +42,25 @@ class Raw:
         self._cursor.execute(self._sql(sql), params or {})
 
     def many(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        if rows:
+        if len(rows) == 1:
+            # A one-row executemany costs psycopg a pipeline of its own.
+            self._cursor.execute(self._sql(sql), rows[0])
+        elif rows:
             self._cursor.executemany(self._sql(sql), rows)
+
+    def start(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        """Send a query on a cursor of its own and return the cursor; fetch from it later, so
+        that inside ``pipeline()`` several queries share one round trip."""
+        cursor = self._conn.cursor()
+        cursor.execute(self._sql(sql), params or {})
+        return cursor
+
+    def pipeline(self) -> AbstractContextManager[Any]:
+        """On PostgreSQL, statements inside are sent without waiting for each answer (psycopg's
+        pipeline mode): a handful of writes cost one round trip. SQLite is in-process already."""
+        if self.postgres:
+            return self._conn.driver_connection.pipeline()  # type: ignore[no-any-return,union-attr]
+        return nullcontext()
 
 
 def placeholders(prefix: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:

@@ -8,13 +8,15 @@ needs inside the transaction and have no side effects outside it.
 from __future__ import annotations
 
 import random
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from clearhouse.db.engine import READONLY
 from clearhouse.errors import ClearhouseError
@@ -23,6 +25,9 @@ T = TypeVar("T")
 
 MAX_ATTEMPTS = 8
 _RETRYABLE_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization, deadlock, lock not available
+# The ledger's hot path talks to the driver directly (db/raw.py), so driver errors arrive
+# unwrapped as well as wrapped in SQLAlchemy's DBAPIError.
+_DRIVER_ERRORS = (DBAPIError, sqlite3.Error, psycopg.Error)
 
 
 class TransactionRetriesExhausted(ClearhouseError):
@@ -42,15 +47,15 @@ def run_in_transaction(
     ``retry_integrity``: a unique-key race (two requests with one idempotency key, two closes of
     one hold) is settled by running again, when the re-read finds the winner's committed row.
     """
-    last: DBAPIError | None = None
+    last: Exception | None = None
     for attempt in range(max_attempts):
         try:
             with engine.connect() as raw:
                 conn = raw.execution_options(**{READONLY: True}) if readonly else raw
                 with conn.begin():
                     return work(conn)
-        except DBAPIError as exc:
-            if not _is_transient(exc, retry_integrity=retry_integrity):
+        except _DRIVER_ERRORS as exc:
+            if not is_transient(exc, retry_integrity=retry_integrity):
                 raise
             last = exc
             # Full jitter: colliding writers spread out instead of colliding again in lock step.
@@ -60,13 +65,20 @@ def run_in_transaction(
     )
 
 
-def _is_transient(exc: DBAPIError, *, retry_integrity: bool) -> bool:
-    if isinstance(exc, IntegrityError):
+def is_transient(exc: Exception, *, retry_integrity: bool) -> bool:
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        orig: object = exc.orig
+    else:
+        orig = exc
+    if isinstance(orig, sqlite3.IntegrityError | psycopg.IntegrityError):
         return retry_integrity
-    sqlstate = getattr(exc.orig, "sqlstate", None)
-    if sqlstate in _RETRYABLE_SQLSTATES:
+    if getattr(orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
         return True
-    if isinstance(exc, OperationalError):
-        message = str(exc.orig).lower()
+    if isinstance(orig, psycopg.OperationalError) and orig.sqlstate is None:
+        return True  # the connection broke: a new one is taken on the next attempt
+    if isinstance(orig, sqlite3.OperationalError):
+        message = str(orig).lower()
         return "database is locked" in message or "database is busy" in message
     return False

@@ -95,14 +95,11 @@ def process(
             fresh.append(i)
 
     plans: dict[int, _Plan | Rejection] = _plan_all(conn, raw, requests, fresh, ctx, now)
-    rows = store.lock_rows(
+    candidates = [plan for plan in plans.values() if isinstance(plan, _Plan)]
+    rows, reserved = store.lock_rows(
         raw,
-        (
-            p.row
-            for plan in plans.values()
-            if isinstance(plan, _Plan)
-            for p in (*plan.postings, *plan.released)
-        ),
+        (p.row for plan in candidates for p in (*plan.postings, *plan.released)),
+        len(candidates),
     )
     new_entries: list[store.NewEntry] = []
     records: list[store.RequestRecord] = []
@@ -127,7 +124,8 @@ def process(
             store.RequestRecord(req.key, req.operation, hashes[i], entry_of[i], None, None)
         )
 
-    ids = store.write(raw, new_entries, records, now)
+    ids = reserved[: len(new_entries)]
+    store.write(raw, new_entries, ids, records, now)
     for i, position in entry_of.items():
         outcomes[i] = Outcome(requests[i].key, ids[position])
     for i, req in enumerate(requests):

@@ -150,46 +150,83 @@ def load_entries(conn: Connection, ids: Sequence[int]) -> dict[int, StoredEntry]
     return out
 
 
-def lock_rows(raw: Raw, keys: Iterable[RowKey]) -> dict[RowKey, BalanceRow]:
-    """Read the balance rows, locking them on PostgreSQL in one fixed (sorted) order so that two
-    writers can never wait on each other in a cycle. SQLite's BEGIN IMMEDIATE already excludes
-    every other writer."""
+def lock_rows(
+    raw: Raw, keys: Iterable[RowKey], entries: int
+) -> tuple[dict[RowKey, BalanceRow], list[int]]:
+    """Read and lock the balance rows, and reserve ids for up to ``entries`` new entries, in one
+    round trip.
+
+    PostgreSQL locks the rows in one fixed (sorted) order, so two writers can never wait on each
+    other in a cycle; SQLite's BEGIN IMMEDIATE already excludes every other writer. Ids are
+    reserved before the entries exist so postings and history can name them in the same batch
+    (a rejected entry leaves a gap in the sequence, as any rolled-back insert does).
+    """
     ordered = sorted(set(keys))
-    rows: dict[RowKey, BalanceRow] = {}
     lock = " FOR UPDATE OF b" if raw.postgres else ""
-    for part in _chunks(ordered):
-        params: dict[str, Any] = {}
-        pairs = []
-        for i, (fund, shard) in enumerate(part):
-            params[f"f{i}"], params[f"s{i}"] = fund, shard
-            pairs.append(f"(:f{i}, :s{i})")
-        for r in raw.all(
-            "SELECT b.fund_account_id, b.shard, b.debits_posted, b.credits_posted,"
-            " b.debits_pending,"
-            " b.credits_pending, b.version, b.last_at, f.normal_side, f.non_negative, f.status"
-            " FROM balances b JOIN fund_accounts f ON f.id = b.fund_account_id"
-            # The plain IN on the leading key column lets SQLite seek the primary key; a row-value
-            # IN list alone makes it scan every balance row.
-            f" WHERE b.fund_account_id IN ({', '.join(f':f{i}' for i in range(len(part)))})"
-            f" AND (b.fund_account_id, b.shard) IN ({', '.join(pairs)})"
-            f" ORDER BY b.fund_account_id, b.shard{lock}",
-            params,
-        ):
-            key = (int(r[0]), int(r[1]))
-            rows[key] = BalanceRow(
-                fund_account_id=key[0],
-                shard=key[1],
-                normal_side=Side(r[8]),
-                non_negative=bool(r[9]),
-                status=Status(r[10]),
-                counters=Counters(int(r[2]), int(r[3]), int(r[4]), int(r[5])),
-                version=int(r[6]),
-                last_at=from_micros(int(r[7])),
+    with raw.pipeline():
+        cursors = []
+        for part in _chunks(ordered):
+            params: dict[str, Any] = {}
+            pairs = []
+            for i, (fund, shard) in enumerate(part):
+                params[f"f{i}"], params[f"s{i}"] = fund, shard
+                pairs.append(f"(:f{i}, :s{i})")
+            funds = ", ".join(f":f{i}" for i in range(len(part)))
+            cursors.append(
+                raw.start(
+                    "SELECT b.fund_account_id, b.shard, b.debits_posted, b.credits_posted,"
+                    " b.debits_pending, b.credits_pending, b.version, b.last_at,"
+                    " f.normal_side, f.non_negative, f.status"
+                    " FROM balances b JOIN fund_accounts f ON f.id = b.fund_account_id"
+                    # The plain IN on the leading key column lets SQLite seek the primary key;
+                    # a row-value IN list alone makes it scan every balance row.
+                    f" WHERE b.fund_account_id IN ({funds}) AND (b.fund_account_id, b.shard)"
+                    f" IN ({', '.join(pairs)}) ORDER BY b.fund_account_id, b.shard{lock}",
+                    params,
+                )
             )
+        id_cursor = _start_id_reservation(raw, entries)
+        rows: dict[RowKey, BalanceRow] = {}
+        for cursor in cursors:
+            for r in cursor.fetchall():
+                key = (int(r[0]), int(r[1]))
+                rows[key] = BalanceRow(
+                    fund_account_id=key[0],
+                    shard=key[1],
+                    normal_side=Side(r[8]),
+                    non_negative=bool(r[9]),
+                    status=Status(r[10]),
+                    counters=Counters(int(r[2]), int(r[3]), int(r[4]), int(r[5])),
+                    version=int(r[6]),
+                    last_at=from_micros(int(r[7])),
+                )
+        ids = _reserved_ids(raw, id_cursor, entries)
     missing = set(ordered) - set(rows)
     if missing:
         raise AssertionError(f"balance rows missing for {sorted(missing)[:5]}")
-    return rows
+    return rows, ids
+
+
+def _start_id_reservation(raw: Raw, count: int) -> Any:
+    if count == 0:
+        return None
+    if raw.postgres:
+        return raw.start(
+            "SELECT nextval(pg_get_serial_sequence('journal_entries', 'id'))"
+            " FROM generate_series(1, :n)",
+            {"n": count},
+        )
+    # SQLite: this transaction holds the database's only write lock, so max(id) + n is ours.
+    return raw.start("SELECT coalesce(max(id), 0) FROM journal_entries")
+
+
+def _reserved_ids(raw: Raw, cursor: Any, count: int) -> list[int]:
+    if cursor is None:
+        return []
+    if raw.postgres:
+        return [int(r[0]) for r in cursor.fetchall()]
+    top = int(cursor.fetchall()[0][0])
+    return list(range(top + 1, top + 1 + count))
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,64 +252,51 @@ class RequestRecord:
 
 
 def write(
-    raw: Raw, entries: Sequence[NewEntry], requests: Sequence[RequestRecord], now: datetime
-) -> list[int]:
-    """Append the entries, their postings and history, move the balance rows, store the request
-    outcomes; return the new entry ids in order. A few multi-row statements, whatever the count."""
+    raw: Raw,
+    entries: Sequence[NewEntry],
+    ids: Sequence[int],
+    requests: Sequence[RequestRecord],
+    now: datetime,
+) -> None:
+    """Append the entries (under the reserved ``ids``), their postings and history, move the
+    balance rows and store the request outcomes: a few multi-row statements, one round trip."""
     at = to_micros(now)
-    ids = _allocate_entry_ids(raw, len(entries))
-    raw.many(
-        "INSERT INTO journal_entries (id, code, kind, ref_entry_id, posted_at, memo)"
-        " VALUES (:id, :code, :kind, :ref, :at, :memo)",
-        [
-            {
-                "id": i,
-                "code": e.code,
-                "kind": e.kind.value,
-                "ref": e.ref_entry_id,
-                "at": at,
-                "memo": e.memo,
-            }
-            for i, e in zip(ids, entries, strict=True)
-        ],
-    )
-    if entries:
-        _write_lines(raw, entries, ids)
-    raw.many(
-        "INSERT INTO ledger_requests"
-        " (key, operation, payload_hash, status, reason, detail, entry_id, created_at)"
-        " VALUES (:key, :op, :hash, :status, :reason, :detail, :entry, :at)",
-        [
-            {
-                "key": r.key,
-                "op": r.operation,
-                "hash": r.payload_hash,
-                "status": "ok" if r.reason is None else "rejected",
-                "reason": None if r.reason is None else r.reason.value,
-                "detail": r.detail,
-                "entry": None if r.entry_index is None else ids[r.entry_index],
-                "at": at,
-            }
-            for r in requests
-        ],
-    )
-    return ids
-
-
-def _allocate_entry_ids(raw: Raw, count: int) -> list[int]:
-    """Ids decided before the insert, so postings and history can name them in the same batch.
-    SQLite: the writer holds the database's only write lock, so max(id) + n is safe."""
-    if count == 0:
-        return []
-    if raw.postgres:
-        rows = raw.all(
-            "SELECT nextval(pg_get_serial_sequence('journal_entries', 'id'))"
-            " FROM generate_series(1, :n)",
-            {"n": count},
+    with raw.pipeline():
+        raw.many(
+            "INSERT INTO journal_entries (id, code, kind, ref_entry_id, posted_at, memo)"
+            " VALUES (:id, :code, :kind, :ref, :at, :memo)",
+            [
+                {
+                    "id": i,
+                    "code": e.code,
+                    "kind": e.kind.value,
+                    "ref": e.ref_entry_id,
+                    "at": at,
+                    "memo": e.memo,
+                }
+                for i, e in zip(ids, entries, strict=True)
+            ],
         )
-        return [int(r[0]) for r in rows]
-    top = raw.all("SELECT coalesce(max(id), 0) FROM journal_entries")[0][0]
-    return list(range(int(top) + 1, int(top) + 1 + count))
+        if entries:
+            _write_lines(raw, entries, ids)
+        raw.many(
+            "INSERT INTO ledger_requests"
+            " (key, operation, payload_hash, status, reason, detail, entry_id, created_at)"
+            " VALUES (:key, :op, :hash, :status, :reason, :detail, :entry, :at)",
+            [
+                {
+                    "key": r.key,
+                    "op": r.operation,
+                    "hash": r.payload_hash,
+                    "status": "ok" if r.reason is None else "rejected",
+                    "reason": None if r.reason is None else r.reason.value,
+                    "detail": r.detail,
+                    "entry": None if r.entry_index is None else ids[r.entry_index],
+                    "at": at,
+                }
+                for r in requests
+            ],
+        )
 
 
 def _write_lines(raw: Raw, entries: Sequence[NewEntry], ids: Sequence[int]) -> None:
