@@ -1,5 +1,5 @@
 # Every target bootstraps .venv from nothing, so a fresh clone needs only Python 3.11 and make.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
