@@ -98,20 +98,23 @@ RETRIES: Counter[str] = Counter()
 
 
 def _count_retries() -> None:
-    """Count the transient errors run_in_transaction retries, by kind (worker-side only)."""
-    original = transaction._is_transient
+    """Count the transient errors run_in_transaction retries, by kind (worker-side only).
+
+    Wraps the module's classifier, which run_in_transaction looks up at call time."""
+    name = "is_transient" if hasattr(transaction, "is_transient") else "_is_transient"
+    original = getattr(transaction, name)
 
     def counting(exc: Any, *, retry_integrity: bool) -> bool:
-        verdict = original(exc, retry_integrity=retry_integrity)
+        verdict = bool(original(exc, retry_integrity=retry_integrity))
         if verdict:
-            sqlstate = getattr(exc.orig, "sqlstate", None)
-            kind = sqlstate or type(exc).__name__
-            if sqlstate is None and "locked" in str(exc.orig).lower():
-                kind = "sqlite_locked"
+            orig = getattr(exc, "orig", None) or exc
+            kind = getattr(orig, "sqlstate", None) or type(orig).__name__
+            if "locked" in str(orig).lower() or "busy" in str(orig).lower():
+                kind = "sqlite_busy"
             RETRIES[kind] += 1
         return verdict
 
-    transaction._is_transient = counting  # type: ignore[assignment]
+    setattr(transaction, name, counting)
 
 
 def _await_go(cfg: Mapping[str, Any]) -> None:

@@ -257,20 +257,10 @@ def test_concurrent_workers_keep_the_books(app: App, tmp_path: Path, database_ur
 
 
 def test_racing_closes_of_one_hold_and_reversals_of_one_entry(
-    app: App, tmp_path: Path, database_url: str, request: pytest.FixtureRequest
+    app: App, tmp_path: Path, database_url: str
 ) -> None:
     """Every worker closes the same holds and reverses the same entries with its own keys:
     exactly one wins each; the others get HOLD_CLOSED / ALREADY_REVERSED."""
-    if database_url.startswith("postgres"):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="src bug: processor.process plans hold closes and reversals from "
-                "store.load_entries read before lock_rows; on READ COMMITTED a loser applies a "
-                "stale plan (AssertionError 'pending counters ... would go below zero', or a "
-                "stored INSUFFICIENT_FUNDS instead of ALREADY_REVERSED)",
-            )
-        )
     n = 24
     owners = [open_party(app, f"owner{i}", (Role.BUYER_BALANCE,)) for i in range(n)]
     payees = [open_party(app, f"payee{i}", (Role.BUYER_BALANCE,)) for i in range(n)]
@@ -286,7 +276,8 @@ def test_racing_closes_of_one_hold_and_reversals_of_one_entry(
             {"amount": 500},
             parties={"payer": owner.account_id, "payee": payee.account_id},
         )
-        assert hold.ok and moved.ok
+        assert hold.ok, hold
+        assert moved.ok, moved
         hold_ids.append(hold.entry_id)
         entry_ids.append(moved.entry_id)
     before = journal_count(app)

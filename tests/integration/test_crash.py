@@ -177,8 +177,10 @@ def test_killed_writer_leaves_no_partial_entry(app: App, tmp_path: Path, databas
     seen: dict[int, list[list[Any]]] = {}  # step -> outcomes as first reported
     reported_before: set[int] = set()
     kills = 0
-    redone: list[int] = []  # steps in flight at a kill, rolled back, then done by a later run
-    unreported: list[int] = []  # steps that committed but died before they were reported
+    # After each restart, the first step no earlier run reported: "redone" if it had been rolled
+    # back (in flight, or not yet begun, at the kill), "unreported" if it had committed but the
+    # writer died before printing it.
+    first_new: list[str] = []
     per_run: list[int] = []
     for attempt in range(KILLS + 1):
         final = attempt == KILLS
@@ -197,8 +199,8 @@ def test_killed_writer_leaves_no_partial_entry(app: App, tmp_path: Path, databas
         per_run.append(sum(line["fresh"] for line in lines))
         for line in lines:
             step, outcomes = line["step"], line["outcomes"]
-            if attempt and step not in reported_before:
-                (redone if line["fresh"] else unreported).append(step)
+            if attempt and step == max(reported_before, default=-1) + 1:
+                first_new.append("redone" if line["fresh"] else "unreported")
             answers = [o[:3] for o in outcomes]  # key, entry id, rejection reason
             if step in seen:
                 assert answers == seen[step], f"step {step} answered differently after a restart"
@@ -216,7 +218,8 @@ def test_killed_writer_leaves_no_partial_entry(app: App, tmp_path: Path, databas
 
     accepted = {o[0]: o[1] for answers in seen.values() for o in answers if o[2] is None}
     rejected = [o for answers in seen.values() for o in answers if o[2] is not None]
-    assert len(accepted) > len(seen) and rejected, "the stream should mix accepted and rejected"
+    assert len(accepted) > len(seen), "the stream should be mostly accepted requests"
+    assert rejected, "the stream should also run into rejections (insufficient funds)"
     assert scalar(app, "SELECT count(*) FROM journal_entries") == setup_entries + len(accepted)
     assert scalar(app, "SELECT count(*) FROM ledger_requests WHERE status = 'ok'") == (
         setup_entries + len(accepted)
@@ -232,10 +235,13 @@ def test_killed_writer_leaves_no_partial_entry(app: App, tmp_path: Path, databas
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert report["breaks"] == []
+    # PostgreSQL never hands an id out twice: ids a killed transaction had taken stay unused.
+    lost_ids = scalar(app, "SELECT max(id) - count(*) FROM journal_entries")
+    backend = database_url.split(":", maxsplit=1)[0]
     print(
-        f"\n[{database_url.split(':')[0]}] {kills} kills; new steps per run {per_run};"
-        f" first new steps after a restart {redone[:KILLS + 1]}; committed-unreported {unreported};"
-        f" {len(accepted)} accepted, {len(rejected)} rejected"
+        f"\n[{backend}] {kills} kills; new steps per run {per_run};"
+        f" first step after each restart {first_new}; {len(accepted)} accepted,"
+        f" {len(rejected)} rejected; journal ids skipped {lost_ids}"
     )
 
 

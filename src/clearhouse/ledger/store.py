@@ -110,10 +110,21 @@ def load_fund_accounts(
 
 
 def load_entries(conn: Connection, ids: Sequence[int]) -> dict[int, StoredEntry]:
+    """The entries a batch closes (holds) or reverses, with their postings and whether something
+    already closed them.
+
+    On PostgreSQL the entries are locked first (in id order, before any balance row), so two
+    transactions that close one hold or reverse one entry queue here, and the second reads the
+    first one's committed close in the statements that follow (READ COMMITTED takes a fresh
+    snapshot per statement). Without the lock the second would act on a stale "still open".
+    """
     if not ids:
         return {}
     e, p, h = journal_entries.c, postings.c, holds.c
-    heads = {row.id: row for row in conn.execute(select(e.id, e.code, e.kind).where(e.id.in_(ids)))}
+    head_query = select(e.id, e.code, e.kind).where(e.id.in_(ids)).order_by(e.id)
+    if conn.dialect.name == "postgresql":
+        head_query = head_query.with_for_update()
+    heads = {row.id: row for row in conn.execute(head_query)}
     legs: dict[int, list[Posting]] = {i: [] for i in heads}
     for row in conn.execute(
         select(postings).where(p.entry_id.in_(list(heads))).order_by(p.entry_id, p.seq)
