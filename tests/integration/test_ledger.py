@@ -370,6 +370,8 @@ def test_close_day_rolls_up_and_check_catches_tampering(app):
     tamper("UPDATE gl_daily SET debit_total = debit_total + 7")
     assert {b.check for b in app.ledger.check()} == {"general_ledger"}
     tamper("UPDATE gl_daily SET debit_total = debit_total - 7")
+    tamper("UPDATE balance_history SET entry_id = 999999 WHERE version = 1")
+    assert "history_without_entry" in {b.check for b in app.ledger.check()}
     tamper("UPDATE postings SET amount = amount + 1 WHERE seq = 0")
     found = {b.check for b in app.ledger.check()}
     assert {"entry_balanced", "balance_vs_journal", "general_ledger"} <= found

@@ -41,7 +41,7 @@ class Raw:
     def run(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         self._cursor.execute(self._sql(sql), params or {})
 
-    def many(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    def many(self, sql: str, rows: Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]]) -> None:
         if len(rows) == 1:
             # A one-row executemany costs psycopg a pipeline of its own.
             self._cursor.execute(self._sql(sql), rows[0])

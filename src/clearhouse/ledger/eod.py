@@ -168,6 +168,7 @@ def check(conn: Connection) -> list[Break]:
     breaks += _balances_vs_journal(journal, stored)
     breaks += _balances_vs_history(conn, stored)
     breaks += _requests_vs_entries(conn)
+    breaks += _orphan_lines(conn)
     breaks += _general_ledger(conn)
     breaks += _trial_balance(conn)
     return breaks
@@ -320,6 +321,25 @@ def _requests_vs_entries(conn: Connection) -> list[Break]:
     out += [
         Break("request_without_entry", f"request {row.key}", "an entry", None) for row in dangling
     ]
+    return out
+
+
+def _orphan_lines(conn: Connection) -> list[Break]:
+    """Postings and history rows must name an existing entry (the schema leaves these references
+    to this check; a posting to a missing account shows up in balance_vs_journal)."""
+    e = journal_entries.c
+    out = []
+    for table, label in (
+        (postings, "posting_without_entry"),
+        (balance_history, "history_without_entry"),
+    ):
+        orphans = conn.execute(
+            select(table.c.entry_id)
+            .distinct()
+            .select_from(table.outerjoin(journal_entries, e.id == table.c.entry_id))
+            .where(e.id.is_(None))
+        ).all()
+        out += [Break(label, f"entry {row.entry_id}", "an entry", None) for row in orphans]
     return out
 
 

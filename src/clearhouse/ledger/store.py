@@ -66,22 +66,29 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
 
 
 def load_requests(raw: Raw, keys: Sequence[str]) -> dict[str, StoredRequest]:
-    found: dict[str, StoredRequest] = {}
-    for part in _chunks(keys):
-        marks, params = placeholders("k", part)
-        for key, digest, status, reason, detail, entry_id in raw.all(
-            "SELECT key, payload_hash, status, reason, detail, entry_id FROM ledger_requests "
-            f"WHERE key IN ({marks})",
-            params,
-        ):
-            found[key] = StoredRequest(
-                payload_hash=bytes(digest),
-                ok=status == "ok",
-                reason=Reason(reason) if reason else None,
-                detail=detail,
-                entry_id=entry_id,
+    columns = "key, payload_hash, status, reason, detail, entry_id"
+    if raw.postgres:
+        found = raw.all(
+            f"SELECT {columns} FROM ledger_requests WHERE key = ANY(:keys::text[])",
+            {"keys": list(keys)},
+        )
+    else:
+        found = []
+        for part in _chunks(keys):
+            marks, params = placeholders("k", part)
+            found += raw.all(
+                f"SELECT {columns} FROM ledger_requests WHERE key IN ({marks})", params
             )
-    return found
+    return {
+        key: StoredRequest(
+            payload_hash=bytes(digest),
+            ok=status == "ok",
+            reason=Reason(reason) if reason else None,
+            detail=detail,
+            entry_id=entry_id,
+        )
+        for key, digest, status, reason, detail, entry_id in found
+    }
 
 
 def load_fund_accounts(
@@ -173,29 +180,8 @@ def lock_rows(
     (a rejected entry leaves a gap in the sequence, as any rolled-back insert does).
     """
     ordered = sorted(set(keys))
-    lock = " FOR UPDATE OF b" if raw.postgres else ""
     with raw.pipeline():
-        cursors = []
-        for part in _chunks(ordered):
-            params: dict[str, Any] = {}
-            pairs = []
-            for i, (fund, shard) in enumerate(part):
-                params[f"f{i}"], params[f"s{i}"] = fund, shard
-                pairs.append(f"(:f{i}, :s{i})")
-            funds = ", ".join(f":f{i}" for i in range(len(part)))
-            cursors.append(
-                raw.start(
-                    "SELECT b.fund_account_id, b.shard, b.debits_posted, b.credits_posted,"
-                    " b.debits_pending, b.credits_pending, b.version, b.last_at,"
-                    " f.normal_side, f.non_negative, f.status"
-                    " FROM balances b JOIN fund_accounts f ON f.id = b.fund_account_id"
-                    # The plain IN on the leading key column lets SQLite seek the primary key;
-                    # a row-value IN list alone makes it scan every balance row.
-                    f" WHERE b.fund_account_id IN ({funds}) AND (b.fund_account_id, b.shard)"
-                    f" IN ({', '.join(pairs)}) ORDER BY b.fund_account_id, b.shard{lock}",
-                    params,
-                )
-            )
+        cursors = [raw.start(sql, params) for sql, params in _lock_queries(raw, ordered)]
         id_cursor = _start_id_reservation(raw, entries)
         rows: dict[RowKey, BalanceRow] = {}
         for cursor in cursors:
@@ -216,6 +202,44 @@ def lock_rows(
     if missing:
         raise AssertionError(f"balance rows missing for {sorted(missing)[:5]}")
     return rows, ids
+
+
+_BALANCE_COLUMNS = (
+    "b.fund_account_id, b.shard, b.debits_posted, b.credits_posted, b.debits_pending,"
+    " b.credits_pending, b.version, b.last_at, f.normal_side, f.non_negative, f.status"
+    " FROM balances b JOIN fund_accounts f ON f.id = b.fund_account_id"
+)
+
+
+def _lock_queries(raw: Raw, ordered: Sequence[RowKey]) -> list[tuple[str, dict[str, Any]]]:
+    if raw.postgres:
+        # One constant text whatever the count (so it is prepared once); the sort under
+        # FOR UPDATE makes every writer lock in the same order.
+        sql = (
+            f"SELECT {_BALANCE_COLUMNS}"
+            " JOIN unnest(:funds::bigint[], :shards::smallint[]) AS k(f, s)"
+            " ON b.fund_account_id = k.f AND b.shard = k.s"
+            " ORDER BY b.fund_account_id, b.shard FOR UPDATE OF b"
+        )
+        return [(sql, {"funds": [k[0] for k in ordered], "shards": [k[1] for k in ordered]})]
+    queries = []
+    for part in _chunks(ordered):
+        params: dict[str, Any] = {}
+        for i, (fund, shard) in enumerate(part):
+            params[f"f{i}"], params[f"s{i}"] = fund, shard
+        funds = ", ".join(f":f{i}" for i in range(len(part)))
+        pairs = ", ".join(f"(:f{i}, :s{i})" for i in range(len(part)))
+        # The plain IN on the leading key column lets SQLite seek the primary key; a row-value IN
+        # list alone makes it scan every balance row.
+        queries.append(
+            (
+                f"SELECT {_BALANCE_COLUMNS} WHERE b.fund_account_id IN ({funds})"
+                f" AND (b.fund_account_id, b.shard) IN ({pairs})"
+                " ORDER BY b.fund_account_id, b.shard",
+                params,
+            )
+        )
+    return queries
 
 
 def _start_id_reservation(raw: Raw, count: int) -> Any:
@@ -262,6 +286,67 @@ class RequestRecord:
     detail: str | None
 
 
+# Column order of every row this module writes; SQLite binds the rows as they are, PostgreSQL
+# binds one array per column (unnest) so a whole batch is one statement with a constant text.
+_INSERTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "journal_entries": (
+        ("id", "bigint"),
+        ("code", "text"),
+        ("kind", "text"),
+        ("ref_entry_id", "bigint"),
+        ("posted_at", "bigint"),
+        ("memo", "text"),
+    ),
+    "postings": (
+        ("entry_id", "bigint"),
+        ("seq", "smallint"),
+        ("fund_account_id", "bigint"),
+        ("shard", "smallint"),
+        ("side", "text"),
+        ("amount", "bigint"),
+        ("currency", "text"),
+    ),
+    "balance_history": (
+        ("fund_account_id", "bigint"),
+        ("shard", "smallint"),
+        ("version", "bigint"),
+        ("entry_id", "bigint"),
+        ("at", "bigint"),
+        ("debits_posted", "bigint"),
+        ("credits_posted", "bigint"),
+        ("debits_pending", "bigint"),
+        ("credits_pending", "bigint"),
+    ),
+    "holds": (("entry_id", "bigint"), ("status", "text"), ("expires_at", "bigint")),
+    "ledger_requests": (
+        ("key", "text"),
+        ("operation", "text"),
+        ("payload_hash", "bytea"),
+        ("status", "text"),
+        ("reason", "text"),
+        ("detail", "text"),
+        ("entry_id", "bigint"),
+        ("created_at", "bigint"),
+    ),
+}
+_BALANCE_SET = (
+    "debits_posted",
+    "credits_posted",
+    "debits_pending",
+    "credits_pending",
+    "version",
+    "last_at",
+)
+_PENDING = HoldStatus.PENDING.value
+
+
+@dataclass
+class _Rows:
+    inserts: dict[str, list[tuple[Any, ...]]]
+    balances: list[tuple[Any, ...]]  # (fund_account_id, shard, *_BALANCE_SET)
+    hold_closes: list[tuple[Any, ...]]  # (hold entry id, status, closed by)
+
+
 def write(
     raw: Raw,
     entries: Sequence[NewEntry],
@@ -270,115 +355,115 @@ def write(
     now: datetime,
 ) -> None:
     """Append the entries (under the reserved ``ids``), their postings and history, move the
-    balance rows and store the request outcomes: a few multi-row statements, one round trip."""
-    at = to_micros(now)
-    with raw.pipeline():
-        raw.many(
-            "INSERT INTO journal_entries (id, code, kind, ref_entry_id, posted_at, memo)"
-            " VALUES (:id, :code, :kind, :ref, :at, :memo)",
-            [
-                {
-                    "id": i,
-                    "code": e.code,
-                    "kind": e.kind.value,
-                    "ref": e.ref_entry_id,
-                    "at": at,
-                    "memo": e.memo,
-                }
-                for i, e in zip(ids, entries, strict=True)
-            ],
-        )
-        if entries:
-            _write_lines(raw, entries, ids)
-        raw.many(
-            "INSERT INTO ledger_requests"
-            " (key, operation, payload_hash, status, reason, detail, entry_id, created_at)"
-            " VALUES (:key, :op, :hash, :status, :reason, :detail, :entry, :at)",
-            [
-                {
-                    "key": r.key,
-                    "op": r.operation,
-                    "hash": r.payload_hash,
-                    "status": "ok" if r.reason is None else "rejected",
-                    "reason": None if r.reason is None else r.reason.value,
-                    "detail": r.detail,
-                    "entry": None if r.entry_index is None else ids[r.entry_index],
-                    "at": at,
-                }
-                for r in requests
-            ],
-        )
+    balance rows, open and close holds, and store the request outcomes."""
+    rows = _rows(entries, ids, requests, to_micros(now))
+    if raw.postgres:
+        _write_postgres(raw, rows)
+    else:
+        _write_sqlite(raw, rows)
 
 
-def _write_lines(raw: Raw, entries: Sequence[NewEntry], ids: Sequence[int]) -> None:
-    posting_rows: list[dict[str, Any]] = []
-    history_rows: list[dict[str, Any]] = []
+def _rows(
+    entries: Sequence[NewEntry], ids: Sequence[int], requests: Sequence[RequestRecord], at: int
+) -> _Rows:
+    out = _Rows({table: [] for table in _INSERTS}, [], [])
     final: dict[RowKey, BalanceRow] = {}
-    new_holds: list[dict[str, Any]] = []
-    closed_holds: list[dict[str, Any]] = []
-    for entry_id, entry in zip(ids, entries, strict=True):
-        for p in entry.postings:
-            posting_rows.append(
-                {
-                    "e": entry_id,
-                    "seq": p.seq,
-                    "f": p.fund_account_id,
-                    "s": p.shard,
-                    "side": p.side.value,
-                    "amount": p.amount,
-                    "cur": p.currency,
-                }
+    for entry_id, e in zip(ids, entries, strict=True):
+        out.inserts["journal_entries"].append(
+            (entry_id, e.code, e.kind.value, e.ref_entry_id, at, e.memo)
+        )
+        for p in e.postings:
+            out.inserts["postings"].append(
+                (entry_id, p.seq, p.fund_account_id, p.shard, p.side.value, p.amount, p.currency)
             )
-        for ch in entry.changes:
-            a = ch.after
-            history_rows.append({"e": entry_id, "at": to_micros(ch.at), **_row_params(a)})
+        for ch in e.changes:
+            a, c = ch.after, ch.after.counters
+            out.inserts["balance_history"].append(
+                (a.fund_account_id, a.shard, a.version, entry_id, to_micros(ch.at), *c.as_tuple())
+            )
             final[(a.fund_account_id, a.shard)] = a
-        if entry.kind is EntryKind.PENDING:
-            expires = entry.hold_expires_at
-            new_holds.append(
-                {"e": entry_id, "exp": None if expires is None else to_micros(expires)}
+        if e.kind is EntryKind.PENDING:
+            expires = None if e.hold_expires_at is None else to_micros(e.hold_expires_at)
+            out.inserts["holds"].append((entry_id, _PENDING, expires))
+        if e.closes_hold is not None:
+            out.hold_closes.append((e.ref_entry_id, e.closes_hold.value, entry_id))
+    for key, row in sorted(final.items()):
+        out.balances.append((*key, *row.counters.as_tuple(), row.version, to_micros(row.last_at)))
+    for r in requests:
+        out.inserts["ledger_requests"].append(
+            (
+                r.key,
+                r.operation,
+                r.payload_hash,
+                "ok" if r.reason is None else "rejected",
+                None if r.reason is None else r.reason.value,
+                r.detail,
+                None if r.entry_index is None else ids[r.entry_index],
+                at,
             )
-        if entry.closes_hold is not None:
-            closed_holds.append(
-                {"hold": entry.ref_entry_id, "status": entry.closes_hold.value, "by": entry_id}
-            )
+        )
+    return out
+
+
+def _write_sqlite(raw: Raw, rows: _Rows) -> None:
+    for table, columns in _INSERTS.items():
+        names = ", ".join(name for name, _ in columns)
+        marks = ", ".join("?" for _ in columns)
+        raw.many(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows.inserts[table])
+    assignments = ", ".join(f"{name} = ?" for name in _BALANCE_SET)
     raw.many(
-        "INSERT INTO postings (entry_id, seq, fund_account_id, shard, side, amount, currency)"
-        " VALUES (:e, :seq, :f, :s, :side, :amount, :cur)",
-        posting_rows,
+        f"UPDATE balances SET {assignments} WHERE fund_account_id = ? AND shard = ?",
+        [(*r[2:], r[0], r[1]) for r in rows.balances],
     )
     raw.many(
-        "INSERT INTO balance_history (fund_account_id, shard, version, entry_id, at, debits_posted,"
-        " credits_posted, debits_pending, credits_pending)"
-        " VALUES (:f, :s, :v, :e, :at, :dp, :cp, :dpe, :cpe)",
-        history_rows,
-    )
-    raw.many(
-        "UPDATE balances SET debits_posted = :dp, credits_posted = :cp, debits_pending = :dpe,"
-        " credits_pending = :cpe, version = :v, last_at = :at"
-        " WHERE fund_account_id = :f AND shard = :s",
-        [{**_row_params(row), "at": to_micros(row.last_at)} for _, row in sorted(final.items())],
-    )
-    raw.many(
-        "INSERT INTO holds (entry_id, status, expires_at)"
-        f" VALUES (:e, '{HoldStatus.PENDING.value}', :exp)",
-        new_holds,
-    )
-    raw.many(
-        "UPDATE holds SET status = :status, closed_by_entry_id = :by"
-        f" WHERE entry_id = :hold AND status = '{HoldStatus.PENDING.value}'",
-        closed_holds,
+        "UPDATE holds SET status = ?, closed_by_entry_id = ?"
+        f" WHERE entry_id = ? AND status = '{_PENDING}'",
+        [(status, by, hold) for hold, status, by in rows.hold_closes],
     )
 
 
-def _row_params(row: BalanceRow) -> dict[str, Any]:
-    c = row.counters
-    return {
-        "f": row.fund_account_id,
-        "s": row.shard,
-        "v": row.version,
-        "dp": c.debits_posted,
-        "cp": c.credits_posted,
-        "dpe": c.debits_pending,
-        "cpe": c.credits_pending,
-    }
+def _postgres_write_sql() -> str:
+    parts = []
+    for table, columns in _INSERTS.items():
+        names = ", ".join(name for name, _ in columns)
+        arrays = ", ".join(f":{table}_{name}::{kind}[]" for name, kind in columns)
+        parts.append(
+            f"ins_{table} AS (INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}))"
+        )
+    sets = ", ".join(f"{name} = v.{name}" for name in _BALANCE_SET)
+    parts.append(
+        f"upd_balances AS (UPDATE balances AS b SET {sets}"
+        " FROM unnest(:b_f::bigint[], :b_s::smallint[],"
+        " :b_dp::bigint[], :b_cp::bigint[], :b_dpe::bigint[], :b_cpe::bigint[], :b_v::bigint[],"
+        f" :b_at::bigint[]) AS v(f, s, {', '.join(_BALANCE_SET)})"
+        " WHERE b.fund_account_id = v.f AND b.shard = v.s)"
+    )
+    parts.append(
+        "upd_holds AS (UPDATE holds AS h SET status = v.status, closed_by_entry_id = v.by"
+        " FROM unnest(:h_e::bigint[], :h_status::text[], :h_by::bigint[]) AS v(e, status, by)"
+        f" WHERE h.entry_id = v.e AND h.status = '{_PENDING}')"
+    )
+    # Sibling data-modifying CTEs run as one statement; foreign keys are checked at its end.
+    return "WITH " + ",\n".join(parts) + " SELECT 1"
+
+
+_POSTGRES_WRITE = _postgres_write_sql()
+
+
+def _write_postgres(raw: Raw, rows: _Rows) -> None:
+    """Every write of a batch in one statement: one parse (prepared after a few uses, since the
+    text never changes), one plan, one round trip."""
+    params: dict[str, Any] = {}
+    for table, columns in _INSERTS.items():
+        transposed = list(zip(*rows.inserts[table], strict=True)) or [() for _ in columns]
+        for (name, _), values in zip(columns, transposed, strict=True):
+            params[f"{table}_{name}"] = list(values)
+    balance_cols = list(zip(*rows.balances, strict=True)) or [() for _ in range(8)]
+    for name, values in zip(
+        ("f", "s", "dp", "cp", "dpe", "cpe", "v", "at"), balance_cols, strict=True
+    ):
+        params[f"b_{name}"] = list(values)
+    hold_cols = list(zip(*rows.hold_closes, strict=True)) or [(), (), ()]
+    for name, values in zip(("e", "status", "by"), hold_cols, strict=True):
+        params[f"h_{name}"] = list(values)
+    raw.run(_POSTGRES_WRITE, params)
