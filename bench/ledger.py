@@ -51,16 +51,27 @@ def setup(url: str, accounts: int) -> list[str]:
         ids = []
         for i in range(accounts):
             cid = handlers.open_customer(
-                conn, name=f"b{i}", kind=CustomerKind.PERSON, kyc_level=KycLevel.CLASS_III, id_number=None, pii_key=b"k", now=now
+                conn,
+                name=f"b{i}",
+                kind=CustomerKind.PERSON,
+                kyc_level=KycLevel.CLASS_III,
+                id_number=None,
+                pii_key=b"k",
+                now=now,
             )
             aid = handlers.open_account(conn, customer_id=cid, login=f"b{i}", now=now)
-            handlers.open_fund_account(conn, app.chart, account_id=aid, role=Role.BUYER_BALANCE, currency="CNY", now=now)
+            handlers.open_fund_account(
+                conn, app.chart, account_id=aid, role=Role.BUYER_BALANCE, currency="CNY", now=now
+            )
             ids.append(aid)
         return ids
 
     ids = run_in_transaction(app.engine, work)
     for start in range(0, accounts, 1000):
-        reqs = [Post(f"fund-{a}", "4002", "CNY", {"amount": FUNDING}, {"buyer": a}) for a in ids[start : start + 1000]]
+        reqs = [
+            Post(f"fund-{a}", "4002", "CNY", {"amount": FUNDING}, {"buyer": a})
+            for a in ids[start : start + 1000]
+        ]
         assert all(o.ok for o in app.ledger.submit(reqs))
     app.close()
     return ids
@@ -68,19 +79,42 @@ def setup(url: str, accounts: int) -> list[str]:
 
 def transfer(ids: list[str], rng: random.Random, tag: str, n: int) -> Post:
     payer, payee = rng.sample(ids, 2)
-    return Post(f"{tag}-{n}", "8001", "CNY", {"amount": rng.randint(1, 10_000)}, {"payer": payer, "payee": payee})
+    return Post(
+        f"{tag}-{n}",
+        "8001",
+        "CNY",
+        {"amount": rng.randint(1, 10_000)},
+        {"payer": payer, "payee": payee},
+    )
 
 
 def hot(ids: list[str], rng: random.Random, tag: str, n: int) -> Post:
-    return Post(f"{tag}-{n}", "4002", "CNY", {"amount": rng.randint(1, 10_000)}, {"buyer": rng.choice(ids)})
+    return Post(
+        f"{tag}-{n}", "4002", "CNY", {"amount": rng.randint(1, 10_000)}, {"buyer": rng.choice(ids)}
+    )
 
 
-def worker(args: tuple[str, list[str], str, float, float | None, int]) -> tuple[int, list[float]]:
-    url, ids, kind, seconds, rate, seed = args
+def worker(
+    url: str,
+    ids: list[str],
+    kind: str,
+    seconds: float,
+    rate: float | None,
+    seed: int,
+    ready,
+    go,
+    results,
+) -> None:  # type: ignore[no-untyped-def]
+    """Start up and warm up (imports, connection, prepared statements), then wait for the common
+    start so no process's start-up eats into another's measured window."""
     app = build_app(Settings(database_url=url), pool_size=1)
     make = transfer if kind == "uniform" else hot
     rng = random.Random(seed)
     tag = uuid.uuid4().hex[:10]
+    for n in range(50):
+        assert app.ledger.submit([make(ids, rng, f"warm-{tag}", n)])[0].ok
+    ready.put(seed)
+    go.wait()
     done, latencies = 0, []
     start = time.perf_counter()
     next_at = start
@@ -95,18 +129,29 @@ def worker(args: tuple[str, list[str], str, float, float | None, int]) -> tuple[
         assert out.ok, out
         done += 1
     app.close()
-    return done, latencies
+    results.put((done, latencies))
 
 
-def run_workers(url: str, ids: list[str], kind: str, workers: int, seconds: float, rate: float | None = None):
+def run_workers(
+    url: str, ids: list[str], kind: str, workers: int, seconds: float, rate: float | None = None
+):  # type: ignore[no-untyped-def]
     ctx = mp.get_context("spawn")
-    with ctx.Pool(workers) as pool:
-        t0 = time.perf_counter()
-        results = pool.map(worker, [(url, ids, kind, seconds, rate, i) for i in range(workers)])
-        elapsed = time.perf_counter() - t0
-    total = sum(r[0] for r in results)
-    lat = sorted(x for r in results for x in r[1])
-    return total / seconds, lat, elapsed
+    ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    procs = [
+        ctx.Process(target=worker, args=(url, ids, kind, seconds, rate, i, ready, go, results))
+        for i in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        ready.get(timeout=300)
+    go.set()
+    outcomes = [results.get(timeout=300 + seconds) for _ in procs]
+    for p in procs:
+        p.join()
+    total = sum(done for done, _ in outcomes)
+    lat = sorted(x for _, lats in outcomes for x in lats)
+    return total / seconds, lat, seconds
 
 
 def pct(sorted_values: list[float], q: float) -> float:
@@ -149,7 +194,10 @@ def _sqlite_size(path: Path) -> int:
 
     con = sqlite3.connect(path)
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    pages = con.execute("PRAGMA page_count").fetchone()[0] - con.execute("PRAGMA freelist_count").fetchone()[0]
+    pages = (
+        con.execute("PRAGMA page_count").fetchone()[0]
+        - con.execute("PRAGMA freelist_count").fetchone()[0]
+    )
     size = pages * con.execute("PRAGMA page_size").fetchone()[0]
     con.close()
     return int(size)
@@ -197,7 +245,10 @@ def _pg_size(url: str) -> tuple[int, int]:
     tables = ["journal_entries", "postings", "balance_history", "ledger_requests", "balances"]
     with eng.connect() as c:
         c.execute(text("CHECKPOINT"))
-        size = sum(int(c.execute(text(f"SELECT pg_total_relation_size('{t}')")).scalar_one()) for t in tables)
+        size = sum(
+            int(c.execute(text(f"SELECT pg_total_relation_size('{t}')")).scalar_one())
+            for t in tables
+        )
         entries = int(c.execute(text("SELECT count(*) FROM journal_entries")).scalar_one())
     eng.dispose()
     return size, entries
@@ -208,7 +259,9 @@ def _force_single_shard(url: str) -> None:
     eng = create_engine(make_url(url))
     with eng.begin() as c:
         fid = c.execute(
-            text("SELECT id FROM fund_accounts WHERE account_id = :a AND role = 'channel_clearing' AND sub = 'wechatpay'"),
+            text(
+                "SELECT id FROM fund_accounts WHERE account_id = :a AND role = 'channel_clearing' AND sub = 'wechatpay'"
+            ),
             {"a": PLATFORM_ACCOUNT_ID},
         ).scalar_one()
         c.execute(text("UPDATE fund_accounts SET shards = 1 WHERE id = :f"), {"f": fid})
@@ -217,11 +270,20 @@ def _force_single_shard(url: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="small sizes, short runs (a smoke test)")
-    parser.add_argument("--pg-url", default=os.environ.get("CLEARHOUSE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes, short runs (a smoke test)"
+    )
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get(
+            "CLEARHOUSE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
     parser.add_argument("--skip-pg", action="store_true")
     args = parser.parse_args()
-    figures: dict[str, object] = {"machine": f"{platform.machine()} {os.cpu_count()} cores, Python {sys.version.split()[0]}"}
+    figures: dict[str, object] = {
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {sys.version.split()[0]}"
+    }
     figures.update(bench_sqlite(args.quick))
     if not args.skip_pg:
         figures.update(bench_postgres(args.pg_url, args.quick))
