@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from functools import lru_cache
 from typing import Any
 
@@ -28,8 +27,7 @@ def _to_pyformat(sql: str) -> str:
 class Raw:
     def __init__(self, conn: Connection) -> None:
         self.postgres = conn.dialect.name == "postgresql"
-        self._conn = conn.connection
-        self._cursor = self._conn.cursor()
+        self._cursor = conn.connection.cursor()
 
     def _sql(self, sql: str) -> str:
         return _to_pyformat(sql) if self.postgres else sql
@@ -47,20 +45,6 @@ class Raw:
             self._cursor.execute(self._sql(sql), rows[0])
         elif rows:
             self._cursor.executemany(self._sql(sql), rows)
-
-    def start(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
-        """Send a query on a cursor of its own and return the cursor; fetch from it later, so
-        that inside ``pipeline()`` several queries share one round trip."""
-        cursor = self._conn.cursor()
-        cursor.execute(self._sql(sql), params or {})
-        return cursor
-
-    def pipeline(self) -> AbstractContextManager[Any]:
-        """On PostgreSQL, statements inside are sent without waiting for each answer (psycopg's
-        pipeline mode): a handful of writes cost one round trip. SQLite is in-process already."""
-        if self.postgres:
-            return self._conn.driver_connection.pipeline()  # type: ignore[no-any-return,union-attr]
-        return nullcontext()
 
 
 def placeholders(prefix: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:

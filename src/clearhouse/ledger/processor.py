@@ -82,25 +82,26 @@ def process(
         validate_request(req)
     hashes = [payload_hash(r) for r in requests]
     raw = Raw(conn)
-    stored = store.load_requests(raw, sorted({r.key for r in requests}))
-    outcomes: list[Outcome | None] = [None] * len(requests)
     first_of_key: dict[str, int] = {}
-    fresh: list[int] = []
+    for i, req in enumerate(requests):
+        first_of_key.setdefault(req.key, i)
+    # Plan before knowing which keys are retries: the stored outcomes, the row locks and the
+    # entry ids then come back in one round trip. A retry's plan is simply dropped.
+    candidates = sorted(first_of_key.values())
+    plans: dict[int, _Plan | Rejection] = _plan_all(conn, raw, requests, candidates, ctx, now)
+    live = [plan for plan in plans.values() if isinstance(plan, _Plan)]
+    stored, rows, reserved = store.read_for_update(
+        raw,
+        list(first_of_key),
+        (p.row for plan in live for p in (*plan.postings, *plan.released)),
+        len(live),
+    )
+    outcomes: list[Outcome | None] = [None] * len(requests)
     for i, req in enumerate(requests):
         prior = stored.get(req.key)
         if prior is not None:
             outcomes[i] = _replay(req.key, prior.payload_hash, hashes[i], prior)
-        elif req.key not in first_of_key:
-            first_of_key[req.key] = i
-            fresh.append(i)
-
-    plans: dict[int, _Plan | Rejection] = _plan_all(conn, raw, requests, fresh, ctx, now)
-    candidates = [plan for plan in plans.values() if isinstance(plan, _Plan)]
-    rows, reserved = store.lock_rows(
-        raw,
-        (p.row for plan in candidates for p in (*plan.postings, *plan.released)),
-        len(candidates),
-    )
+    fresh = [i for i in candidates if requests[i].key not in stored]
     new_entries: list[store.NewEntry] = []
     records: list[store.RequestRecord] = []
     entry_of: dict[int, int] = {}
@@ -129,8 +130,8 @@ def process(
     for i, position in entry_of.items():
         outcomes[i] = Outcome(requests[i].key, ids[position])
     for i, req in enumerate(requests):
-        first = first_of_key.get(req.key)
-        if outcomes[i] is None and first is not None:
+        first = first_of_key[req.key]
+        if outcomes[i] is None:
             original = outcomes[first]
             assert original is not None
             if hashes[i] != hashes[first]:

@@ -66,33 +66,6 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield items[start : start + _CHUNK]
 
 
-def load_requests(raw: Raw, keys: Sequence[str]) -> dict[str, StoredRequest]:
-    columns = "key, payload_hash, status, reason, detail, entry_id"
-    if raw.postgres:
-        found = raw.all(
-            f"SELECT {columns} FROM ledger_requests"
-            " WHERE key IN (SELECT jsonb_array_elements_text(:keys::jsonb))",
-            {"keys": json.dumps(list(keys))},
-        )
-    else:
-        found = []
-        for part in _chunks(keys):
-            marks, params = placeholders("k", part)
-            found += raw.all(
-                f"SELECT {columns} FROM ledger_requests WHERE key IN ({marks})", params
-            )
-    return {
-        key: StoredRequest(
-            payload_hash=bytes(digest),
-            ok=status == "ok",
-            reason=Reason(reason) if reason else None,
-            detail=detail,
-            entry_id=entry_id,
-        )
-        for key, digest, status, reason, detail, entry_id in found
-    }
-
-
 def load_fund_accounts(
     raw: Raw, slots: Iterable[SlotKey]
 ) -> dict[tuple[str, Role, str, str], FundMeta]:
@@ -170,11 +143,11 @@ def load_entries(conn: Connection, ids: Sequence[int]) -> dict[int, StoredEntry]
     return out
 
 
-def lock_rows(
-    raw: Raw, keys: Iterable[RowKey], entries: int
-) -> tuple[dict[RowKey, BalanceRow], list[int]]:
-    """Read and lock the balance rows, and reserve ids for up to ``entries`` new entries, in one
-    round trip.
+def read_for_update(
+    raw: Raw, request_keys: Sequence[str], keys: Iterable[RowKey], entries: int
+) -> tuple[dict[str, StoredRequest], dict[RowKey, BalanceRow], list[int]]:
+    """The stored outcomes of these request keys, the balance rows (locked), and ids reserved
+    for up to ``entries`` new entries.
 
     PostgreSQL locks the rows in one fixed (sorted) order, so two writers can never wait on each
     other in a cycle; SQLite's BEGIN IMMEDIATE already excludes every other writer. Ids are
@@ -182,88 +155,120 @@ def lock_rows(
     (a rejected entry leaves a gap in the sequence, as any rolled-back insert does).
     """
     ordered = sorted(set(keys))
-    with raw.pipeline():
-        cursors = [raw.start(sql, params) for sql, params in _lock_queries(raw, ordered)]
-        id_cursor = _start_id_reservation(raw, entries)
-        rows: dict[RowKey, BalanceRow] = {}
-        for cursor in cursors:
-            for r in cursor.fetchall():
-                key = (int(r[0]), int(r[1]))
-                rows[key] = BalanceRow(
-                    fund_account_id=key[0],
-                    shard=key[1],
-                    normal_side=Side(r[8]),
-                    non_negative=bool(r[9]),
-                    status=Status(r[10]),
-                    counters=Counters(int(r[2]), int(r[3]), int(r[4]), int(r[5])),
-                    version=int(r[6]),
-                    last_at=from_micros(int(r[7])),
-                )
-        ids = _reserved_ids(raw, id_cursor, entries)
+    if raw.postgres:
+        requests, balance_rows, ids = _read_postgres(raw, request_keys, ordered, entries)
+    else:
+        requests, balance_rows, ids = _read_sqlite(raw, request_keys, ordered, entries)
+    stored = {
+        key: StoredRequest(
+            payload_hash=bytes(digest),
+            ok=status == "ok",
+            reason=Reason(reason) if reason else None,
+            detail=detail,
+            entry_id=entry_id,
+        )
+        for key, digest, status, reason, detail, entry_id in requests
+    }
+    rows = {}
+    for r in balance_rows:
+        key = (int(r[0]), int(r[1]))
+        rows[key] = BalanceRow(
+            fund_account_id=key[0],
+            shard=key[1],
+            normal_side=Side(r[8]),
+            non_negative=bool(r[9]),
+            status=Status(r[10]),
+            counters=Counters(int(r[2]), int(r[3]), int(r[4]), int(r[5])),
+            version=int(r[6]),
+            last_at=from_micros(int(r[7])),
+        )
     missing = set(ordered) - set(rows)
     if missing:
         raise AssertionError(f"balance rows missing for {sorted(missing)[:5]}")
-    return rows, ids
+    return stored, rows, ids
 
 
+def _ids_in(param: str, field: str) -> str:
+    """An array of one field of a JSON parameter. ``column = ANY(<this>)`` makes the planner seek
+    the index: it cannot see how few rows a JSON document holds and would otherwise join by
+    scanning the whole table."""
+    return f"ARRAY(SELECT (x->>'{field}')::bigint FROM json_array_elements(:{param}::json) x)"
+
+
+_REQUEST_COLUMNS = "key, payload_hash, status, reason, detail, entry_id"
 _BALANCE_COLUMNS = (
     "b.fund_account_id, b.shard, b.debits_posted, b.credits_posted, b.debits_pending,"
     " b.credits_pending, b.version, b.last_at, f.normal_side, f.non_negative, f.status"
-    " FROM balances b JOIN fund_accounts f ON f.id = b.fund_account_id"
+)
+_BALANCE_FROM = " FROM balances b JOIN fund_accounts f ON f.id = b.fund_account_id"
+
+# One statement, one round trip, one prepared plan (its text never changes): the stored
+# requests, the locked rows and the reserved ids come back as tagged JSON rows. The sort under
+# FOR UPDATE makes every writer lock in the same order; the "= ANY(ARRAY(...))" conditions make
+# the planner seek the primary keys (see _ids_in).
+_POSTGRES_READ = (
+    "WITH req AS (SELECT " + _REQUEST_COLUMNS + ", encode(payload_hash, 'hex') AS hash"
+    " FROM ledger_requests WHERE key = ANY(ARRAY(SELECT json_array_elements_text(:keys::json)))),"
+    " locked AS (SELECT " + _BALANCE_COLUMNS + _BALANCE_FROM + ""
+    " JOIN json_to_recordset(:rows::json) AS k(f bigint, s smallint)"
+    " ON b.fund_account_id = k.f AND b.shard = k.s"
+    f" WHERE b.fund_account_id = ANY({_ids_in('rows', 'f')})"
+    " ORDER BY b.fund_account_id, b.shard FOR UPDATE OF b),"
+    " ids AS (SELECT nextval(pg_get_serial_sequence('journal_entries', 'id')) AS id"
+    " FROM generate_series(1, :n))"
+    " SELECT 'r', json_build_array(key, hash, status, reason, detail, entry_id) FROM req"
+    " UNION ALL SELECT 'b', json_build_array(fund_account_id, shard, debits_posted, credits_posted,"
+    " debits_pending, credits_pending, version, last_at, normal_side, non_negative, status)"
+    " FROM locked"
+    " UNION ALL SELECT 'i', json_build_array(id) FROM ids"
 )
 
 
-def _lock_queries(raw: Raw, ordered: Sequence[RowKey]) -> list[tuple[str, dict[str, Any]]]:
-    if raw.postgres:
-        # One constant text whatever the count (so it is prepared once); the sort under
-        # FOR UPDATE makes every writer lock in the same order.
-        sql = (
-            f"SELECT {_BALANCE_COLUMNS}"
-            " JOIN json_to_recordset(:keys::json) AS k(f bigint, s smallint)"
-            " ON b.fund_account_id = k.f AND b.shard = k.s"
-            " ORDER BY b.fund_account_id, b.shard FOR UPDATE OF b"
+def _read_postgres(
+    raw: Raw, request_keys: Sequence[str], ordered: Sequence[RowKey], entries: int
+) -> tuple[list[Any], list[Any], list[int]]:
+    params = {
+        "keys": json.dumps(list(request_keys)),
+        "rows": json.dumps([{"f": f, "s": shard} for f, shard in ordered]),
+        "n": entries,
+    }
+    requests, rows, ids = [], [], []
+    for tag, values in raw.all(_POSTGRES_READ, params):
+        if tag == "r":
+            requests.append((values[0], bytes.fromhex(values[1]), *values[2:]))
+        elif tag == "b":
+            rows.append(values)
+        else:
+            ids.append(int(values[0]))
+    return requests, rows, ids
+
+
+def _read_sqlite(
+    raw: Raw, request_keys: Sequence[str], ordered: Sequence[RowKey], entries: int
+) -> tuple[list[Any], list[Any], list[int]]:
+    requests: list[Any] = []
+    for part in _chunks(request_keys):
+        marks, params = placeholders("k", part)
+        requests += raw.all(
+            f"SELECT {_REQUEST_COLUMNS} FROM ledger_requests WHERE key IN ({marks})", params
         )
-        return [(sql, {"keys": json.dumps([{"f": f, "s": sh} for f, sh in ordered])})]
-    queries = []
+    rows: list[Any] = []
     for part in _chunks(ordered):
-        params: dict[str, Any] = {}
+        params = {}
         for i, (fund, shard) in enumerate(part):
             params[f"f{i}"], params[f"s{i}"] = fund, shard
         funds = ", ".join(f":f{i}" for i in range(len(part)))
         pairs = ", ".join(f"(:f{i}, :s{i})" for i in range(len(part)))
         # The plain IN on the leading key column lets SQLite seek the primary key; a row-value IN
         # list alone makes it scan every balance row.
-        queries.append(
-            (
-                f"SELECT {_BALANCE_COLUMNS} WHERE b.fund_account_id IN ({funds})"
-                f" AND (b.fund_account_id, b.shard) IN ({pairs})"
-                " ORDER BY b.fund_account_id, b.shard",
-                params,
-            )
+        rows += raw.all(
+            f"SELECT {_BALANCE_COLUMNS}{_BALANCE_FROM} WHERE b.fund_account_id IN ({funds})"
+            f" AND (b.fund_account_id, b.shard) IN ({pairs})",
+            params,
         )
-    return queries
-
-
-def _start_id_reservation(raw: Raw, count: int) -> Any:
-    if count == 0:
-        return None
-    if raw.postgres:
-        return raw.start(
-            "SELECT nextval(pg_get_serial_sequence('journal_entries', 'id'))"
-            " FROM generate_series(1, :n)",
-            {"n": count},
-        )
-    # SQLite: this transaction holds the database's only write lock, so max(id) + n is ours.
-    return raw.start("SELECT coalesce(max(id), 0) FROM journal_entries")
-
-
-def _reserved_ids(raw: Raw, cursor: Any, count: int) -> list[int]:
-    if cursor is None:
-        return []
-    if raw.postgres:
-        return [int(r[0]) for r in cursor.fetchall()]
-    top = int(cursor.fetchall()[0][0])
-    return list(range(top + 1, top + 1 + count))
+    # This transaction holds SQLite's only write lock, so max(id) + n is ours.
+    top = int(raw.all("SELECT coalesce(max(id), 0) FROM journal_entries")[0][0])
+    return requests, rows, list(range(top + 1, top + 1 + entries))
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,13 +443,15 @@ def _postgres_write_sql() -> str:
     parts.append(
         f"upd_balances AS (UPDATE balances AS b SET {sets}"
         " FROM json_populate_recordset(null::balances, :balances::json) AS v"
-        " WHERE b.fund_account_id = v.fund_account_id AND b.shard = v.shard)"
+        " WHERE b.fund_account_id = v.fund_account_id AND b.shard = v.shard"
+        f" AND b.fund_account_id = ANY({_ids_in('balances', 'fund_account_id')}))"
     )
     parts.append(
         "upd_holds AS (UPDATE holds AS h SET status = v.status, closed_by_entry_id = v.closed_by"
         " FROM json_to_recordset(:hold_closes::json)"
         " AS v(entry_id bigint, status text, closed_by bigint)"
-        f" WHERE h.entry_id = v.entry_id AND h.status = '{_PENDING}')"
+        f" WHERE h.entry_id = v.entry_id AND h.status = '{_PENDING}'"
+        f" AND h.entry_id = ANY({_ids_in('hold_closes', 'entry_id')}))"
     )
     # Sibling data-modifying CTEs run as one statement.
     return "WITH " + ",\n".join(parts) + " SELECT 1"
@@ -459,17 +466,13 @@ def _write_postgres(raw: Raw, rows: _Rows) -> None:
     params: dict[str, str] = {}
     for table, columns in _INSERTS.items():
         names = [name for name, _ in columns]
-        params[table] = json.dumps(
-            [dict(zip(names, _json_safe(row), strict=True)) for row in rows.inserts[table]]
-        )
+        table_rows = rows.inserts[table]
+        if table == "ledger_requests":  # bytea travels in its text input form
+            table_rows = [(*r[:2], "\\x" + r[2].hex(), *r[3:]) for r in table_rows]
+        params[table] = json.dumps([dict(zip(names, row, strict=True)) for row in table_rows])
     names = ["fund_account_id", "shard", *_BALANCE_SET]
     params["balances"] = json.dumps([dict(zip(names, row, strict=True)) for row in rows.balances])
     params["hold_closes"] = json.dumps(
         [{"entry_id": e, "status": st, "closed_by": by} for e, st, by in rows.hold_closes]
     )
     raw.run(_POSTGRES_WRITE, params)
-
-
-def _json_safe(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    # bytea's text input form; every other value is already a JSON number, string or null.
-    return tuple("\\x" + v.hex() if isinstance(v, bytes) else v for v in row)
