@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import sqlite3
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,11 +31,13 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
+    initialize,
     invariant,
     precondition,
     rule,
@@ -42,13 +45,14 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from clearhouse.accounts import handlers
 from clearhouse.accounts.model import PLATFORM_ACCOUNT_ID, ROLE_DEFAULTS, Role, Status
 from clearhouse.bootstrap import build_app
 from clearhouse.clock import FixedClock
 from clearhouse.config import Settings
-from clearhouse.db.schema import fund_accounts, holds, ledger_requests
+from clearhouse.db.schema import balances, fund_accounts, holds, ledger_requests
 from clearhouse.db.transaction import run_in_transaction
 from clearhouse.ledger import queries
 from clearhouse.ledger.eod import DayNotOver
@@ -66,6 +70,7 @@ from tests.conftest import BACKENDS, START, open_party, reset_postgres
 
 MAX_MINOR = 2**63 - 1
 CLOSE_GRACE = timedelta(minutes=5)
+MICROSECOND = timedelta(microseconds=1)
 VALID_CURRENCIES = frozenset({"CNY", "USD", "JPY"})  # ISO 4217; JPY has no fund accounts here
 SUB_WECHAT, SUB_ICBC = "wechatpay", "icbc"
 
@@ -234,6 +239,7 @@ class Expect:
     kind: str  # "accept", "reject", "replay" (of a stored outcome), "dup" (of an earlier index)
     reason: Reason | None = None
     plan: Plan | None = None
+    changes: dict[Row, Counters] = field(default_factory=dict)  # rows after an accepted entry
     stored: Outcome | None = None
     first: int | None = None
 
@@ -263,13 +269,17 @@ def effects_of(plan: Plan) -> dict[Row, Counters]:
 class Books:
     """The model: what the ledger must hold after every accepted request."""
 
-    def __init__(self, funds: dict[int, Fund]) -> None:
+    def __init__(self, funds: dict[int, Fund], last_at: dict[Row, datetime]) -> None:
         self.funds = funds
         self.by_slot = {(f.account_id, f.role, f.sub, f.currency): f.id for f in funds.values()}
         self.rows: dict[Row, Counters] = {
             (f.id, s): ZERO for f in funds.values() for s in range(f.shards)
         }
         self.versions: dict[Row, int] = dict.fromkeys(self.rows, 0)
+        # Each row's history: (at, counters after) per change. A row's times never go backwards:
+        # a change is stamped max(the row's last change, now).
+        self.last_at = dict(last_at)
+        self.history: dict[Row, list[tuple[datetime, Counters]]] = {row: [] for row in self.rows}
         self.status: dict[int, Status] = dict.fromkeys(funds, Status.ACTIVE)
         self.entries: dict[int, MEntry] = {}
         self.requests: dict[str, tuple[Request, Outcome]] = {}  # the stored first outcome per key
@@ -322,7 +332,7 @@ class Books:
                 versions[row] += 1
             if plan.ref is not None:
                 closed.add(plan.ref)
-            expects.append(Expect("accept", plan=plan))
+            expects.append(Expect("accept", plan=plan, changes=applied))
         return expects, rows, versions
 
     def plan(self, req: Request, now: datetime) -> Plan | Reason:
@@ -332,7 +342,7 @@ class Books:
             return self.plan_close(req, now)
         return self.plan_reverse(req)
 
-    def plan_post(self, req: Post, now: datetime) -> Plan | Reason:  # noqa: PLR0912
+    def plan_post(self, req: Post, now: datetime) -> Plan | Reason:
         spec = RULES.get(req.code)
         if spec is None:
             return Reason.UNKNOWN_TRANSACTION_CODE
@@ -462,6 +472,30 @@ class Books:
             sum(c[3] for c in parts),
         )
 
+    def chart_totals_fit(self, rows: dict[Row, Counters]) -> bool:
+        """Whether every chart account's posted debit and credit totals, per currency, fit in
+        64 bits (each balance row alone always does: the ledger refuses an overflow)."""
+        totals: dict[tuple[str, str], list[int]] = {}
+        for (fid, _), c in rows.items():
+            fund = self.funds[fid]
+            t = totals.setdefault((fund.chart_code, fund.currency), [0, 0])
+            t[0] += c[0]
+            t[1] += c[1]
+        return all(d <= MAX_MINOR and c <= MAX_MINOR for d, c in totals.values())
+
+    def record_history(self, changes: dict[Row, Counters], now: datetime) -> None:
+        for row, counters in changes.items():
+            self.last_at[row] = max(self.last_at[row], now)
+            self.history[row].append((self.last_at[row], counters))
+
+    def balance_at(self, fid: int, at: datetime) -> Counters:
+        total = ZERO
+        for shard in range(self.funds[fid].shards):
+            past = [c for t, c in self.history[(fid, shard)] if t <= at]
+            if past:
+                total = tuple(a + b for a, b in zip(total, past[-1], strict=True))  # type: ignore[assignment]
+        return total
+
     def fund_version(self, fid: int) -> int:
         return sum(self.versions[(fid, s)] for s in range(self.funds[fid].shards))
 
@@ -486,6 +520,7 @@ POST_FAULTS = [
     "extra party",
     "odd amount",
     "huge amount",
+    "huge amount",
     "missing amount",
     "extra amount",
     "expiry",
@@ -501,9 +536,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self.app = build_app(Settings(database_url=type(self).new_database()), self.clock)
         self.ledger = self.app.ledger
         self.counter = 0
-        self.snapshots: dict[datetime, dict[int, Counters]] = {}
         self._open_parties()
-        self.books = Books(self._load_funds())
+        self.books = Books(self._load_funds(), self._load_last_at())
         self.last_entry_id = 0
 
     def teardown(self) -> None:
@@ -570,6 +604,15 @@ class LedgerMachine(RuleBasedStateMachine):
         assert (False, Role.BUYER_BALANCE, "USD") in roles
         assert funds[self._fund(self.buyers[0], Role.BUYER_BALANCE, funds)].non_negative
         return funds
+
+    def _load_last_at(self) -> dict[Row, datetime]:
+        def read(conn: Connection) -> dict[Row, datetime]:
+            rows = conn.execute(
+                select(balances.c.fund_account_id, balances.c.shard, balances.c.last_at)
+            )
+            return {(int(r.fund_account_id), int(r.shard)): r.last_at for r in rows}
+
+        return run_in_transaction(self.app.engine, read, readonly=True)
 
     def _fund(
         self, account: str, role: Role, funds: dict[int, Fund], currency: str = "CNY", sub: str = ""
@@ -715,6 +758,13 @@ class LedgerMachine(RuleBasedStateMachine):
         prediction, then move the model."""
         now = self.clock.now()
         expects, rows, versions = self.books.predict(requests, now)
+        if not self.books.chart_totals_fit(rows):
+            # Known bug (see test_chart_totals_beyond_64_bits below): the ledger accepts entries
+            # that take a chart account's total past 2**63 - 1, after which the trial balance,
+            # check() and close_day() fail. Keep the books below that; each row may still
+            # overflow, which the ledger must refuse.
+            event("skipped: a chart total would pass 64 bits")
+            return []
         before = self.db_state()
         outcomes = call() if call is not None else self.ledger.submit(requests)
         assert [o.key for o in outcomes] == [r.key for r in requests], (requests, outcomes)
@@ -745,6 +795,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 assert exp.plan is not None
                 assert out.entry_id is not None
                 self.record_entry(out.entry_id, exp.plan, req, now)
+                self.books.record_history(exp.changes, now)
         if not new_ids:  # 5./6. nothing accepted: nothing may have changed
             assert self.db_state() == before
             assert rows == self.books.rows
@@ -755,8 +806,9 @@ class LedgerMachine(RuleBasedStateMachine):
             self.last_entry_id = new_ids[-1]
         return outcomes
 
-    def single(self, req: Request) -> Outcome:
-        return self.submit([req], lambda: [self.call_single(req)])[0]
+    def single(self, req: Request) -> Outcome | None:
+        outcomes = self.submit([req], lambda: [self.call_single(req)])
+        return outcomes[0] if outcomes else None
 
     def call_single(self, req: Request) -> Outcome:
         """A single request through the Ledger's convenience methods where they fit."""
@@ -830,6 +882,47 @@ class LedgerMachine(RuleBasedStateMachine):
 
     # --- rules --------------------------------------------------------------------------------
 
+    @initialize(data=st.data())
+    def fund_the_parties(self, data: st.DataObject) -> None:
+        """Top up every buyer and settle to every merchant, so that spending can succeed."""
+        requests: list[Request] = []
+        topped: dict[tuple[str, str], int] = {}
+        for currency in ("CNY", "USD"):
+            for buyer in self.buyers:
+                amount = topped[(buyer, currency)] = data.draw(SMALL, label="top-up")
+                requests.append(
+                    Post(self.new_key(), "4002", currency, {"amount": amount}, {"buyer": buyer})
+                )
+            for merchant in self.merchants:
+                amounts = {"merchant_amount": data.draw(SMALL), "commission": 0}
+                requests.append(
+                    Post(self.new_key(), "1102", currency, amounts, {"merchant": merchant})
+                )
+        # Some holds to capture, void and expire from the first step: on the platform (never
+        # short of funds), on a buyer's balance, one expiring and one not.
+        now = self.clock.now()
+        for buyer in self.buyers[:2]:
+            expires = now + timedelta(minutes=data.draw(st.integers(1, 240), label="expiry"))
+            amount = {"amount": data.draw(SMALL, label="held")}
+            requests.append(
+                Post(self.new_key(), "1002", "CNY", amount, hold=True, expires_at=expires)
+            )
+            amount = {"amount": data.draw(st.integers(1, topped[(buyer, "CNY")]), label="held")}
+            requests.append(
+                Post(
+                    self.new_key(),
+                    "8001",
+                    "CNY",
+                    amount,
+                    {"payer": buyer, "payee": self.buyers[2]},
+                    hold=True,
+                )
+            )
+        expects = self.books.predict(requests, now)[0]
+        # Parties without an account in a currency are rejected; everyone else is funded.
+        assert [e.kind for e in expects].count("accept") == 12
+        self.submit(requests)
+
     @rule(data=st.data())
     def post(self, data: st.DataObject) -> None:
         self.single(self.draw_post(data, hold=False))
@@ -838,15 +931,22 @@ class LedgerMachine(RuleBasedStateMachine):
     def hold(self, data: st.DataObject) -> None:
         self.single(self.draw_post(data, hold=True))
 
+    @precondition(
+        lambda self: any(e.kind is EntryKind.PENDING for e in self.books.entries.values())
+    )
     @rule(data=st.data())
     def commit_hold(self, data: st.DataObject) -> None:
         hold_id = self.draw_hold_id(data)
         self.single(CommitHold(self.new_key(), hold_id, self.draw_capture(data, hold_id)))
 
+    @precondition(
+        lambda self: any(e.kind is EntryKind.PENDING for e in self.books.entries.values())
+    )
     @rule(data=st.data())
     def void_hold(self, data: st.DataObject) -> None:
         self.single(VoidHold(self.new_key(), self.draw_hold_id(data)))
 
+    @precondition(lambda self: bool(self.books.entries))
     @rule(data=st.data())
     def reverse(self, data: st.DataObject) -> None:
         self.single(Reverse(self.new_key(), self.draw_entry_id(data)))
@@ -856,14 +956,14 @@ class LedgerMachine(RuleBasedStateMachine):
     def retry_same_payload(self, data: st.DataObject) -> None:
         key = data.draw(st.sampled_from(sorted(self.books.requests)), label="old key")
         req, first = self.books.requests[key]
-        out = self.single(req)
-        assert out == dataclasses.replace(first, replayed=True)
+        assert self.single(req) == dataclasses.replace(first, replayed=True)
 
     @precondition(lambda self: bool(self.books.requests))
     @rule(data=st.data())
     def retry_other_payload(self, data: st.DataObject) -> None:
         key = data.draw(st.sampled_from(sorted(self.books.requests)), label="old key")
         out = self.single(different(self.books.requests[key][0]))
+        assert out is not None
         assert out.reason is Reason.IDEMPOTENCY_CONFLICT
 
     @rule(data=st.data())
@@ -916,13 +1016,26 @@ class LedgerMachine(RuleBasedStateMachine):
         if good:
             self.submit(good)
 
-    @rule(minutes=st.integers(1, 6 * 60))
-    def advance_clock(self, minutes: int) -> None:
-        self.clock.advance(timedelta(minutes=minutes))
+    @rule(data=st.data())
+    def advance_clock(self, data: st.DataObject) -> None:
+        now = self.clock.now()
+        expiries = sorted(
+            {e.expires_at for e in self.books.open_holds() if e.expires_at and e.expires_at > now}
+        )
+        if expiries and data.draw(st.booleans(), label="to the instant a hold expires?"):
+            self.clock.set(data.draw(st.sampled_from(expiries), label="expiry"))
+        else:
+            self.clock.advance(timedelta(minutes=data.draw(st.integers(1, 6 * 60), label="min")))
 
-    @rule()
-    def expire_holds(self) -> None:
+    @rule(data=st.data())
+    def expire_holds(self, data: st.DataObject) -> None:
         """The sweeper voids exactly the holds that are due, under keys derived from them."""
+        now = self.clock.now()
+        later = [
+            e.expires_at for e in self.books.open_holds() if e.expires_at and e.expires_at > now
+        ]
+        if later and data.draw(st.booleans(), label="at the instant the next hold expires?"):
+            self.clock.set(min(later))  # due from this very instant
         for _ in range(2):  # the second sweep finds only what the first could not release
             now = self.clock.now()
             due = sorted(
@@ -932,14 +1045,25 @@ class LedgerMachine(RuleBasedStateMachine):
             )
             self.submit([VoidHold(f"expire-hold-{i}", i) for i in due], self.ledger.expire_holds)
 
+    @precondition(
+        lambda self: any(
+            f.account_id != PLATFORM_ACCOUNT_ID and self.books.status[f.id] is not Status.CLOSED
+            for f in self.books.funds.values()
+        )
+    )
     @rule(data=st.data())
     def set_status(self, data: st.DataObject) -> None:
+        """Freeze, unfreeze or close a party's fund account. Closing is for good here: a closed
+        account takes nothing, not even the release of its holds, and reopening it would leave
+        such a hold stuck (test_nothing_stops_a_due_hold_from_expiring, below)."""
         party_funds = sorted(
-            f.id for f in self.books.funds.values() if f.account_id != PLATFORM_ACCOUNT_ID
+            f.id
+            for f in self.books.funds.values()
+            if f.account_id != PLATFORM_ACCOUNT_ID and self.books.status[f.id] is not Status.CLOSED
         )
         fid = data.draw(st.sampled_from(party_funds), label="fund account")
         status = data.draw(
-            st.sampled_from([Status.ACTIVE, Status.ACTIVE, Status.FROZEN, Status.CLOSED])
+            st.sampled_from([Status.ACTIVE, Status.FROZEN, Status.FROZEN, Status.CLOSED])
         )
         run_in_transaction(
             self.app.engine, lambda c: handlers.set_fund_account_status(c, fid, status)
@@ -958,19 +1082,19 @@ class LedgerMachine(RuleBasedStateMachine):
         assert self.ledger.close_day(day) is (day not in self.books.closed_days)
         self.books.closed_days.add(day)
 
-    @precondition(lambda self: bool(self.snapshots))
     @rule(data=st.data())
     def balance_at(self, data: st.DataObject) -> None:
-        """A past balance is the model's balance at the last change at or before that instant."""
-        times = sorted(self.snapshots)
-        at = data.draw(st.sampled_from(times), label="snapshot")
-        later = [t for t in times if t > at]
-        gap = int(((later[0] if later else at + timedelta(hours=1)) - at).total_seconds())
-        at += timedelta(seconds=data.draw(st.integers(0, max(gap - 1, 0)), label="offset"))
-        fid = data.draw(st.sampled_from(sorted(self.books.funds)), label="fund account")
-        expected = self.snapshots[max(t for t in times if t <= at)][fid]
-        assert self.ledger.balance_at(fid, at).counters.as_tuple() == expected
-        assert self.ledger.balance_at(fid, START - timedelta(seconds=1)).counters.as_tuple() == ZERO
+        """A past balance is the sum of each shard's last change at or before that instant."""
+        changed = sorted({fid for (fid, _), h in self.books.history.items() if h})
+        fid = data.draw(st.sampled_from(changed or sorted(self.books.funds)), label="fund")
+        shards = range(self.books.funds[fid].shards)
+        stamps = sorted({t for s in shards for t, _ in self.books.history[(fid, s)]})
+        at = data.draw(st.sampled_from([START, self.clock.now(), *stamps]), label="instant")
+        at += data.draw(st.sampled_from([timedelta(0), -MICROSECOND, MICROSECOND]), label="+/-")
+        assert self.ledger.balance_at(fid, at).counters.as_tuple() == self.books.balance_at(fid, at)
+        # After the last change, the past balance is the current one.
+        latest = max([self.clock.now(), *(self.books.last_at[(fid, s)] for s in shards)])
+        assert self.ledger.balance_at(fid, latest) == self.ledger.balance(fid)
 
     # --- invariants ---------------------------------------------------------------------------
 
@@ -1057,7 +1181,6 @@ class LedgerMachine(RuleBasedStateMachine):
         }
         # 3. the ledger's own end-of-day check finds the books consistent
         assert self.ledger.check() == []
-        self.snapshots[self.clock.now()] = {fid: books.fund_counters(fid) for fid in books.funds}
 
 
 def different(req: Request) -> Request:
@@ -1120,3 +1243,96 @@ def test_ledger_state_machine(backend: tuple[str, Callable[[], str]]) -> None:
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         ),
     )
+
+
+# --- known bugs the machine steers around, pinned as examples -----------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="chart totals are summed in 64 bits: SQLite SUM raises 'integer overflow' in "
+    "trial_balance/check/close_day; PostgreSQL close_day cannot store the total in gl_daily",
+)
+def test_chart_totals_beyond_64_bits(app: Any, clock: FixedClock) -> None:
+    """Each balance row stays within 64 bits, but a chart account's total over its rows (here
+    two shards of the WeChat Pay clearing account) need not. The ledger must then either refuse
+    the entry or still produce its trial balance, check and day close."""
+    keys = ["big-0"]
+    keys.append(
+        next(
+            f"big-{i}"
+            for i in range(1, 100)
+            if zlib.crc32(f"big-{i}".encode()) % 16 != zlib.crc32(b"big-0") % 16
+        )
+    )
+    accepted = sum(app.ledger.post(k, "1002", "CNY", {"amount": MAX_MINOR}).ok for k in keys)
+    totals: dict[str, tuple[int, int]] = {}
+    for line in app.ledger.trial_balance():
+        d, c = totals.get(line.currency, (0, 0))
+        totals[line.currency] = (d + line.debit, c + line.credit)
+    assert totals["CNY"] == (accepted * MAX_MINOR, accepted * MAX_MINOR)
+    assert app.ledger.check() == []
+    clock.advance(timedelta(days=1))
+    assert app.ledger.close_day(START.date()) is True
+    assert app.ledger.check() == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="expire_holds() keys its voids 'expire-hold-<id>' in the clients' key space and "
+    "replays whatever is stored under that key: a client request under it, or one sweep that "
+    "was refused, keeps the hold pending (and its funds held) for good",
+)
+@pytest.mark.parametrize("blocker", ["client key", "refused sweep"])
+def test_nothing_stops_a_due_hold_from_expiring(app: Any, clock: FixedClock, blocker: str) -> None:
+    buyer = open_party(app, "buyer", (Role.BUYER_BALANCE,))
+    fund = buyer.fund_accounts[Role.BUYER_BALANCE]
+    payee = open_party(app, "payee", (Role.BUYER_BALANCE,))
+    parties = {"payer": buyer.account_id, "payee": payee.account_id}
+    assert app.ledger.post(
+        "top-up", "4002", "CNY", {"amount": 100}, parties={"buyer": buyer.account_id}
+    ).ok
+    expires = clock.now() + timedelta(minutes=1)
+    hold = app.ledger.hold("h", "8001", "CNY", {"amount": 40}, parties=parties, expires_at=expires)
+    assert hold.ok
+    assert app.ledger.balance(fund).pending_out == 40
+    clock.advance(timedelta(minutes=2))
+    if blocker == "client key":
+        assert app.ledger.post(f"expire-hold-{hold.entry_id}", "1002", "CNY", {"amount": 1}).ok
+    else:  # the account is closed during one sweep, then reopened
+
+        def set_status(status: Status) -> None:
+            run_in_transaction(
+                app.engine, lambda c: handlers.set_fund_account_status(c, fund, status)
+            )
+
+        set_status(Status.CLOSED)
+        assert [o.reason for o in app.ledger.expire_holds()] == [Reason.ACCOUNT_NOT_ACTIVE]
+        set_status(Status.ACTIVE)
+    app.ledger.expire_holds()
+    assert app.ledger.balance(fund).pending_out == 0
+    assert app.ledger.commit_hold("late capture", hold.entry_id).reason is Reason.HOLD_CLOSED
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        Reverse("r-huge", 2**63),
+        VoidHold("v-huge", 2**63),
+        CommitHold("c-huge", -(2**63) - 1),
+        Reverse("r-text", "1"),  # type: ignore[arg-type]
+        Post("m-long", "1002", "CNY", {"amount": 1}, memo="x" * 201),
+    ],
+    ids=["reverse-2**63", "void-2**63", "commit--2**63-1", "reverse-str-id", "memo-201"],
+)
+def test_fields_the_database_cannot_hold_are_refused_alike(app: Any, request_: Request) -> None:
+    """A request whose fields do not fit the schema (ids outside 64 bits, a text id, a memo
+    longer than its 200-character column) must be refused as InvalidRequest, never stored, on
+    both databases; today it reaches the driver, which fails or (SQLite) silently accepts."""
+    try:
+        outcomes = app.ledger.submit([request_])
+    except InvalidRequest:
+        return
+    except (OverflowError, DBAPIError, sqlite3.Error, psycopg.Error) as exc:
+        pytest.xfail(f"known bug: unvalidated field reaches the database: {type(exc).__name__}")
+    pytest.xfail(f"known bug: accepted or stored instead of InvalidRequest: {outcomes[0]}")

@@ -214,7 +214,7 @@ _POSTGRES_READ = (
     " ON b.fund_account_id = k.f AND b.shard = k.s"
     f" WHERE b.fund_account_id = ANY({_ids_in('rows', 'f')})"
     " ORDER BY b.fund_account_id, b.shard FOR UPDATE OF b),"
-    " ids AS (SELECT nextval(pg_get_serial_sequence('journal_entries', 'id')) AS id"
+    " ids AS (SELECT nextval('journal_entries_id_seq') AS id"
     " FROM generate_series(1, :n))"
     " SELECT 'r', json_build_array(key, hash, status, reason, detail, entry_id) FROM req"
     " UNION ALL SELECT 'b', json_build_array(fund_account_id, shard, debits_posted, credits_posted,"
