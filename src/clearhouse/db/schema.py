@@ -20,7 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from clearhouse.db.types import BigId, Instant
+from clearhouse.db.types import BigAmount, BigId, Instant
 
 metadata = MetaData(
     naming_convention={
@@ -205,8 +205,8 @@ gl_daily = Table(
     Column("business_date", Date, primary_key=True),
     Column("chart_code", String(16), ForeignKey("chart_accounts.code"), primary_key=True),
     Column("currency", String(3), primary_key=True),
-    Column("debit_total", BigInteger, nullable=False),
-    Column("credit_total", BigInteger, nullable=False),
+    Column("debit_total", BigAmount, nullable=False),
+    Column("credit_total", BigAmount, nullable=False),
     Column("entry_count", Integer, nullable=False),
 )
 

@@ -11,7 +11,17 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, func, insert, select
+from sqlalchemy import (
+    ColumnElement,
+    Label,
+    and_,
+    case,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+)
 from sqlalchemy.engine import Connection
 
 from clearhouse.db.schema import (
@@ -31,6 +41,26 @@ from clearhouse.ledger.model import POSTED_KINDS, Counters, EntryKind, HoldStatu
 # A day is closed only this long after its end, so no transaction that began inside it is still
 # open: such a late commit would otherwise be missing from the day's rollup.
 CLOSE_GRACE = timedelta(minutes=5)
+
+
+_LOW_BITS = 2**32 - 1
+
+
+def exact_sum(expr: ColumnElement[int], name: str) -> list[Label[int]]:
+    """SUM that cannot overflow: totals of 64-bit amounts may exceed 64 bits (SQLite raises,
+    PostgreSQL's bigint columns cannot hold them). The high and low 32-bit halves are summed
+    separately and joined by ``joined``."""
+    return [
+        # Literal operands: PostgreSQL has bigint >> integer, not bigint >> bigint.
+        func.coalesce(func.sum(expr.op(">>")(literal_column("32"))), 0).label(f"{name}_hi"),
+        func.coalesce(func.sum(expr.op("&")(literal_column(str(_LOW_BITS)))), 0).label(
+            f"{name}_lo"
+        ),
+    ]
+
+
+def joined(row: Any, name: str) -> int:
+    return int(getattr(row, f"{name}_hi")) * 2**32 + int(getattr(row, f"{name}_lo"))
 
 
 class DayNotOver(ClearhouseError):
@@ -68,8 +98,8 @@ def trial_balance(conn: Connection) -> list[TrialBalanceLine]:
         select(
             f.chart_code,
             f.currency,
-            func.sum(b.debits_posted).label("debits"),
-            func.sum(b.credits_posted).label("credits"),
+            *exact_sum(b.debits_posted, "debits"),
+            *exact_sum(b.credits_posted, "credits"),
         )
         .join(fund_accounts, f.id == b.fund_account_id)
         .group_by(f.chart_code, f.currency)
@@ -77,7 +107,7 @@ def trial_balance(conn: Connection) -> list[TrialBalanceLine]:
     ).all()
     lines = []
     for r in rows:
-        net = int(r.debits) - int(r.credits)
+        net = joined(r, "debits") - joined(r, "credits")
         lines.append(TrialBalanceLine(r.chart_code, r.currency, max(net, 0), max(-net, 0)))
     return lines
 
@@ -104,8 +134,8 @@ def _rollup(
         select(
             f.chart_code,
             p.currency,
-            func.sum(case((p.side == Side.DEBIT.value, p.amount), else_=0)).label("debits"),
-            func.sum(case((p.side == Side.CREDIT.value, p.amount), else_=0)).label("credits"),
+            *exact_sum(case((p.side == Side.DEBIT.value, p.amount), else_=0), "debits"),
+            *exact_sum(case((p.side == Side.CREDIT.value, p.amount), else_=0), "credits"),
             func.count(func.distinct(e.id)).label("entries"),
         )
         .select_from(
@@ -117,7 +147,8 @@ def _rollup(
         .group_by(f.chart_code, p.currency)
     ).all()
     return {
-        (r.chart_code, r.currency): (int(r.debits), int(r.credits), int(r.entries)) for r in rows
+        (r.chart_code, r.currency): (joined(r, "debits"), joined(r, "credits"), int(r.entries))
+        for r in rows
     }
 
 
@@ -176,16 +207,21 @@ def check(conn: Connection) -> list[Break]:
 
 def _entries_balance(conn: Connection) -> list[Break]:
     p, e = postings.c, journal_entries.c
-    net = func.sum(case((p.side == Side.DEBIT.value, p.amount), else_=-p.amount))
-    unbalanced = conn.execute(
-        select(p.entry_id, p.currency, net.label("net"))
-        .group_by(p.entry_id, p.currency)
-        .having(net != 0)
-    ).all()
-    out = [
-        Break("entry_balanced", f"entry {r.entry_id} {r.currency}", 0, int(r.net))
-        for r in unbalanced
+    parts = [
+        *exact_sum(case((p.side == Side.DEBIT.value, p.amount), else_=0), "d"),
+        *exact_sum(case((p.side == Side.CREDIT.value, p.amount), else_=0), "c"),
     ]
+    # Equal halves mean equal totals; unequal halves are confirmed exactly in Python.
+    candidates = conn.execute(
+        select(p.entry_id, p.currency, *parts)
+        .group_by(p.entry_id, p.currency)
+        .having(or_(parts[0] != parts[2], parts[1] != parts[3]))
+    ).all()
+    out = []
+    for r in candidates:
+        net = joined(r, "d") - joined(r, "c")
+        if net:
+            out.append(Break("entry_balanced", f"entry {r.entry_id} {r.currency}", 0, net))
     counts = select(p.entry_id, func.count().label("n")).group_by(p.entry_id).subquery()
     short = conn.execute(
         select(e.id, func.coalesce(counts.c.n, 0).label("n"))
@@ -210,10 +246,10 @@ def _journal_counters(conn: Connection) -> dict[RowKey, Counters]:
         select(
             p.fund_account_id,
             p.shard,
-            func.sum(case((and_(posted, is_debit), p.amount), else_=0)).label("dp"),
-            func.sum(case((and_(posted, ~is_debit), p.amount), else_=0)).label("cp"),
-            func.sum(case((and_(open_hold, is_debit), p.amount), else_=0)).label("dpe"),
-            func.sum(case((and_(open_hold, ~is_debit), p.amount), else_=0)).label("cpe"),
+            *exact_sum(case((and_(posted, is_debit), p.amount), else_=0), "dp"),
+            *exact_sum(case((and_(posted, ~is_debit), p.amount), else_=0), "cp"),
+            *exact_sum(case((and_(open_hold, is_debit), p.amount), else_=0), "dpe"),
+            *exact_sum(case((and_(open_hold, ~is_debit), p.amount), else_=0), "cpe"),
         )
         .select_from(
             postings.join(journal_entries, e.id == p.entry_id).outerjoin(holds, h.entry_id == e.id)
@@ -222,7 +258,7 @@ def _journal_counters(conn: Connection) -> dict[RowKey, Counters]:
     ).all()
     return {
         (int(r.fund_account_id), int(r.shard)): Counters(
-            int(r.dp), int(r.cp), int(r.dpe), int(r.cpe)
+            joined(r, "dp"), joined(r, "cp"), joined(r, "dpe"), joined(r, "cpe")
         )
         for r in rows
     }

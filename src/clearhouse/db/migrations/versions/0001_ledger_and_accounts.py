@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 02:54:58.917782
+Create Date: 2026-11-22 03:20:19.341988
 """
 
 from __future__ import annotations
@@ -155,8 +155,12 @@ def upgrade() -> None:
         sa.Column("business_date", sa.Date(), nullable=False),
         sa.Column("chart_code", sa.String(length=16), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
-        sa.Column("debit_total", sa.BigInteger(), nullable=False),
-        sa.Column("credit_total", sa.BigInteger(), nullable=False),
+        sa.Column(
+            "debit_total", clearhouse.db.types.BigAmount(precision=38, scale=0), nullable=False
+        ),
+        sa.Column(
+            "credit_total", clearhouse.db.types.BigAmount(precision=38, scale=0), nullable=False
+        ),
         sa.Column("entry_count", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
             ["chart_code"],
