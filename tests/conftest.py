@@ -54,7 +54,7 @@ def pg_url() -> Iterator[str]:
     with engine.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = admin.set(database=name).render_as_string(hide_password=False)
-    app = build_app(Settings(database_url=url))
+    app = build_app(Settings(database_url=url), FixedClock(START))
     upgrade_database(app)
     app.close()
     yield url
@@ -66,7 +66,8 @@ def pg_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "template.db"
-    app = build_app(Settings(database_url=f"sqlite:///{path}"))
+    # Seeded at the tests' own start time, so balance history stamps match entry times.
+    app = build_app(Settings(database_url=f"sqlite:///{path}"), FixedClock(START))
     upgrade_database(app)
     app.close()  # the last connection to close checkpoints the WAL into the main file
     assert not path.with_name(path.name + "-wal").exists()
@@ -75,7 +76,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def reset_postgres(url: str) -> None:
     """Empty every table but the schema version, then seed the reference data again."""
-    app = build_app(Settings(database_url=url))
+    app = build_app(Settings(database_url=url), FixedClock(START))
     names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
     with app.engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))

@@ -252,8 +252,16 @@ def apply_entry(
             max(row.last_at, now),
         )
         lowers_available = after.available < row.available
-        # A frozen account may still receive money; a closed one takes nothing at all.
-        if row.status is Status.CLOSED or (lowers_available and row.status is Status.FROZEN):
+        effect = effects[key]
+        # Releasing a hold only gives back what was set aside, so no status refuses it (a hold on
+        # an account closed meanwhile must still expire). Otherwise a frozen account may still
+        # receive money and a closed one takes nothing at all.
+        release_only = (
+            effect.debits_posted == effect.credits_posted == 0
+            and max(effect.debits_pending, effect.credits_pending) <= 0
+        )
+        closed = row.status is Status.CLOSED
+        if not release_only and (closed or (lowers_available and row.status is Status.FROZEN)):
             return Rejection(Reason.ACCOUNT_NOT_ACTIVE, f"fund account {key[0]} is {row.status}")
         if lowers_available and row.non_negative and after.available < 0:
             return Rejection(

@@ -76,10 +76,15 @@ class _Plan:
 
 
 def process(
-    conn: Connection, requests: Sequence[Request], ctx: Context, now: datetime
+    conn: Connection,
+    requests: Sequence[Request],
+    ctx: Context,
+    now: datetime,
+    *,
+    system: bool = False,
 ) -> list[Outcome]:
     for req in requests:
-        validate_request(req)
+        validate_request(req, system=system)
     hashes = [payload_hash(r) for r in requests]
     raw = Raw(conn)
     first_of_key: dict[str, int] = {}

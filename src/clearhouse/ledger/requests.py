@@ -18,6 +18,10 @@ from clearhouse.errors import ClearhouseError
 from clearhouse.ledger.model import Reason, Rejection
 
 MAX_KEY_LENGTH = 128
+MAX_MEMO_LENGTH = 200  # journal_entries.memo
+MAX_CODE_LENGTH = 8  # journal_entries.code; currencies are 3
+MAX_ID = 2**63 - 1
+SYSTEM_KEY_PREFIX = "clearhouse:"
 
 
 class InvalidRequest(ClearhouseError):
@@ -98,22 +102,52 @@ class Outcome:
         return out
 
 
-def validate_request(req: Request) -> None:
-    """Shape checks that make a request identifiable; anything else is a stored rejection."""
-    if not isinstance(req.key, str) or not req.key.strip() or len(req.key) > MAX_KEY_LENGTH:
+def validate_request(req: Request, *, system: bool = False) -> None:
+    """Shape checks that make a request identifiable and storable; a request that passes gets a
+    stored outcome, one that fails raises and stores nothing.
+
+    Keys under ``SYSTEM_KEY_PREFIX`` belong to Clearhouse's own jobs (the expiry sweep), so no
+    client request can take the key a system request will need.
+    """
+    key = req.key
+    if not isinstance(key, str) or not key.strip() or len(key) > MAX_KEY_LENGTH:
         raise InvalidRequest(
             f"idempotency key must be a non-empty string of at most {MAX_KEY_LENGTH} characters",
-            key=str(req.key)[:MAX_KEY_LENGTH],
+            key=str(key)[:MAX_KEY_LENGTH],
         )
+    if key.startswith(SYSTEM_KEY_PREFIX) and not system:
+        raise InvalidRequest(f"keys starting {SYSTEM_KEY_PREFIX!r} are reserved", key=key)
+    if req.memo is not None and (not isinstance(req.memo, str) or len(req.memo) > MAX_MEMO_LENGTH):
+        raise InvalidRequest(f"memo must be text of at most {MAX_MEMO_LENGTH} characters", key=key)
+    if isinstance(req, Post):
+        _validate_post(req)
+    else:
+        ref = req.entry_id if isinstance(req, Reverse) else req.hold_id
+        if not _is_int(ref) or not 0 < ref <= MAX_ID:
+            raise InvalidRequest(f"entry and hold ids are integers from 1 to {MAX_ID}", key=key)
     amounts = getattr(req, "amounts", None) or {}
     for name, value in amounts.items():
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise InvalidRequest(
-                f"amount {name!r} must be an integer of minor units, not {type(value).__name__}",
-                key=req.key,
-            )
-    if isinstance(req, Post) and req.expires_at is not None and req.expires_at.tzinfo is None:
-        raise InvalidRequest("expires_at must be timezone-aware", key=req.key)
+        if not isinstance(name, str) or not _is_int(value):
+            raise InvalidRequest(f"amount {name!r} must be an integer of minor units", key=key)
+
+
+def _validate_post(req: Post) -> None:
+    if not isinstance(req.code, str) or not isinstance(req.currency, str):
+        raise InvalidRequest("code and currency are text", key=req.key)
+    if len(req.code) > MAX_CODE_LENGTH or len(req.currency) > MAX_CODE_LENGTH:
+        raise InvalidRequest(
+            f"code and currency are at most {MAX_CODE_LENGTH} characters", key=req.key
+        )
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in req.parties.items()):
+        raise InvalidRequest("parties map party names to account ids, both text", key=req.key)
+    if req.expires_at is not None and (
+        not isinstance(req.expires_at, datetime) or req.expires_at.tzinfo is None
+    ):
+        raise InvalidRequest("expires_at must be a timezone-aware datetime", key=req.key)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def payload_hash(req: Request) -> bytes:

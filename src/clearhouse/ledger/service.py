@@ -15,7 +15,15 @@ from clearhouse.db.transaction import run_in_transaction
 from clearhouse.ledger import eod, queries
 from clearhouse.ledger.model import HoldStatus
 from clearhouse.ledger.processor import Context, process
-from clearhouse.ledger.requests import CommitHold, Outcome, Post, Request, Reverse, VoidHold
+from clearhouse.ledger.requests import (
+    SYSTEM_KEY_PREFIX,
+    CommitHold,
+    Outcome,
+    Post,
+    Request,
+    Reverse,
+    VoidHold,
+)
 from clearhouse.ledger.rules import PostingRules, load_rules
 
 
@@ -42,11 +50,14 @@ class Ledger:
         A unique-key race (the same key in flight twice, a hold closed twice) rolls the whole
         transaction back and runs it again, when the stored winner answers the loser.
         """
+        return self._submit(requests, system=False)
+
+    def _submit(self, requests: Sequence[Request], *, system: bool) -> list[Outcome]:
         if not requests:
             return []
         return run_in_transaction(
             self.engine,
-            lambda conn: process(conn, requests, self._ctx, self.clock.now()),
+            lambda conn: process(conn, requests, self._ctx, self.clock.now(), system=system),
             retry_integrity=True,
         )
 
@@ -99,8 +110,9 @@ class Ledger:
         return self.submit([Reverse(key, entry_id, memo)])[0]
 
     def expire_holds(self, limit: int = 1000) -> list[Outcome]:
-        """Release holds past their expiry. Keys are derived from the hold, so two sweepers
-        running at once release each hold once."""
+        """Release holds past their expiry. Keys are derived from the hold, in the system's
+        reserved key space, so two sweepers running at once release each hold once and no client
+        request can take the key first. A release is never refused for the account's status."""
         now = self.clock.now()
         with self.engine.connect() as conn:
             ids = (
@@ -113,7 +125,8 @@ class Ledger:
                 .scalars()
                 .all()
             )
-        return self.submit([VoidHold(f"expire-hold-{i}", int(i)) for i in ids])
+        sweep = [VoidHold(f"{SYSTEM_KEY_PREFIX}expire-hold-{i}", int(i)) for i in ids]
+        return self._submit(sweep, system=True)
 
     # --- reads --------------------------------------------------------------------------------
 
