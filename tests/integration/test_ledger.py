@@ -12,6 +12,7 @@ from clearhouse.db.transaction import run_in_transaction
 from clearhouse.ledger.eod import DayNotOver
 from clearhouse.ledger.model import Reason
 from clearhouse.ledger.requests import CommitHold, InvalidRequest, Post, Reverse, VoidHold
+from clearhouse.ledger.service import Ledger
 from tests.conftest import open_party, platform_fund
 
 BUYER = (Role.BUYER_BALANCE,)
@@ -287,6 +288,39 @@ def test_batch_mixes_outcomes_and_handles_duplicates_inside_it(app):
     assert out[2].replayed
     assert out[2].entry_id == out[0].entry_id
     assert app.ledger.balance(buyer.fund_accounts[Role.BUYER_BALANCE]).posted == 300
+    assert app.ledger.check() == []
+
+
+def test_a_process_that_has_never_seen_the_accounts_resolves_them_in_the_batch(app):
+    """A new process knows no fund account: the batch looks them up with its locks, plans the
+    posts that needed them afterwards, and still tells every rejection apart."""
+    buyer = open_party(app, "li", BUYER)
+    usd = open_party(app, "usd", BUYER, currency="USD")
+    topup(app, buyer, 1000)
+    app.ledger.post("cap", "9001", "CNY", {"amount": 10_000})  # the bank reserve pays out
+    cold = Ledger(app.engine, app.clock)
+    party = {"buyer": buyer.account_id}
+    out = cold.submit(
+        [
+            Post("c1", "4002", "CNY", {"amount": 500}, party),  # into the sharded clearing account
+            Post("c2", "5002", "CNY", {"amount": 1400}, party),  # needs c1's 500
+            Post("c3", "5002", "CNY", {"amount": 200}, party),  # only 100 left
+            Post("c4", "4002", "CNY", {"amount": 1}, {"buyer": usd.account_id}),
+            Post("c5", "4002", "CNY", {"amount": 1}, {"buyer": "acc_nobody"}),
+        ]
+    )
+    assert [o.reason for o in out] == [
+        None,
+        None,
+        Reason.INSUFFICIENT_FUNDS,
+        Reason.CURRENCY_MISMATCH,
+        Reason.UNKNOWN_ACCOUNT,
+    ]
+    assert cold.balance(buyer.fund_accounts[Role.BUYER_BALANCE]).posted == 100
+    # The same requests through the warm ledger replay the stored outcomes.
+    again = app.ledger.submit([Post("c3", "5002", "CNY", {"amount": 200}, party)])
+    assert again[0].replayed
+    assert again[0].reason is Reason.INSUFFICIENT_FUNDS
     assert app.ledger.check() == []
 
 

@@ -9,7 +9,7 @@ multi-row statements. A rejected request writes only its stored rejection.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -51,7 +51,7 @@ from clearhouse.ledger.rules import (
 )
 from clearhouse.money import currency as lookup_currency
 
-FundCache = dict[tuple[str, object, str, str], store.FundMeta]
+FundCache = dict[store.FundKey, store.FundMeta]
 
 
 @dataclass(slots=True)
@@ -90,17 +90,25 @@ def process(
     first_of_key: dict[str, int] = {}
     for i, req in enumerate(requests):
         first_of_key.setdefault(req.key, i)
-    # Plan before knowing which keys are retries: the stored outcomes, the row locks and the
-    # entry ids then come back in one round trip. A retry's plan is simply dropped.
+    # Plan before knowing which keys are retries: the stored outcomes, the fund accounts not yet
+    # cached, the row locks and the entry ids then come back in one round trip. A post naming a
+    # fund account this process has not seen is planned after that read; a retry's plan is
+    # simply dropped.
     candidates = sorted(first_of_key.values())
-    plans: dict[int, _Plan | Rejection] = _plan_all(conn, raw, requests, candidates, ctx, now)
-    live = [plan for plan in plans.values() if isinstance(plan, _Plan)]
-    stored, rows, reserved = store.read_for_update(
+    early = _plan_early(conn, requests, candidates, ctx, now)
+    live = [plan for plan in early.plans.values() if isinstance(plan, _Plan)]
+    locked = store.read_for_update(
         raw,
         list(first_of_key),
-        (p.row for plan in live for p in (*plan.postings, *plan.released)),
-        len(live),
+        [*(p.row for plan in live for p in (*plan.postings, *plan.released)), *early.rows],
+        early.slots,
+        len(live) + len(early.later),
     )
+    ctx.fund_cache.update(locked.funds)
+    plans = early.plans
+    for i in early.later:
+        plans[i] = _plan_post(i, requests[i], ctx, now)  # type: ignore[arg-type]
+    stored, rows, reserved = locked.requests, locked.rows, locked.ids
     outcomes: list[Outcome | None] = [None] * len(requests)
     for i, req in enumerate(requests):
         prior = stored.get(req.key)
@@ -192,16 +200,21 @@ def _apply(
     )
 
 
-def _plan_all(
+@dataclass(slots=True)
+class _Early:
+    plans: dict[int, _Plan | Rejection]
+    later: list[int]  # posts that name a fund account not in the cache
+    slots: set[store.SlotKey]  # the fund accounts to look up for them
+    rows: set[RowKey]  # the rows their cached fund accounts need locked
+
+
+def _plan_early(
     conn: Connection,
-    raw: Raw,
     requests: Sequence[Request],
     fresh: list[int],
     ctx: Context,
     now: datetime,
-) -> dict[int, _Plan | Rejection]:
-    posts = [i for i in fresh if isinstance(requests[i], Post)]
-    _warm_fund_cache(raw, [requests[i] for i in posts], ctx)  # type: ignore[misc]
+) -> _Early:
     refs = sorted(
         {
             r.hold_id if isinstance(r, CommitHold | VoidHold) else r.entry_id
@@ -210,37 +223,51 @@ def _plan_all(
         }
     )
     stored_entries = store.load_entries(conn, refs)
-    plans: dict[int, _Plan | Rejection] = {}
+    out = _Early({}, [], set(), set())
     for i in fresh:
         req = requests[i]
         if isinstance(req, Post):
-            plans[i] = _plan_post(i, req, ctx, now)
+            unseen = _unseen_slots(req, ctx)
+            if unseen:
+                out.later.append(i)
+                out.slots |= unseen
+                out.rows |= _cached_rows(req, ctx)
+            else:
+                out.plans[i] = _plan_post(i, req, ctx, now)
         elif isinstance(req, CommitHold | VoidHold):
-            plans[i] = _plan_close(i, req, stored_entries.get(req.hold_id), ctx, now)
+            out.plans[i] = _plan_close(i, req, stored_entries.get(req.hold_id), ctx, now)
         else:
-            plans[i] = _plan_reverse(i, req, stored_entries.get(req.entry_id))
-    return plans
+            out.plans[i] = _plan_reverse(i, req, stored_entries.get(req.entry_id))
+    return out
 
 
 def _party_account(slot: Slot, parties: Mapping[str, str], ctx: Context) -> str:
     return ctx.platform_account_id if slot.party == PLATFORM_PARTY else parties[slot.party]
 
 
-def _warm_fund_cache(raw: Raw, posts: Sequence[Post], ctx: Context) -> None:
-    wanted: set[store.SlotKey] = set()
-    for req in posts:
-        rule = ctx.rules.get(req.code)
-        if rule is None:
-            continue
-        for leg in rule.legs:
-            for slot in (leg.debit, leg.credit):
-                if slot.party != PLATFORM_PARTY and slot.party not in req.parties:
-                    continue
-                account = _party_account(slot, req.parties, ctx)
-                if (account, slot.role, slot.sub, req.currency) not in ctx.fund_cache:
-                    wanted.add((account, slot.role, slot.sub))
-    if wanted:
-        ctx.fund_cache.update(store.load_fund_accounts(raw, wanted))  # type: ignore[arg-type]
+def _bound_slots(req: Post, ctx: Context) -> Iterator[store.SlotKey]:
+    """The fund-account slots the post's rule names, for the parties it binds."""
+    rule = ctx.rules.get(req.code)
+    if rule is None:
+        return
+    for leg in rule.legs:
+        for slot in (leg.debit, leg.credit):
+            if slot.party == PLATFORM_PARTY or slot.party in req.parties:
+                yield _party_account(slot, req.parties, ctx), slot.role, slot.sub
+
+
+def _unseen_slots(req: Post, ctx: Context) -> set[store.SlotKey]:
+    return {s for s in _bound_slots(req, ctx) if (*s, req.currency) not in ctx.fund_cache}
+
+
+def _cached_rows(req: Post, ctx: Context) -> set[RowKey]:
+    metas = (ctx.fund_cache.get((*s, req.currency)) for s in _bound_slots(req, ctx))
+    return {(m.id, _shard(req, m)) for m in metas if m is not None}
+
+
+def _shard(req: Post, meta: store.FundMeta) -> int:
+    # Spread a sharded account's postings by key: deterministic, so a replay hits the same shard.
+    return zlib.crc32(req.key.encode()) % meta.shards
 
 
 def _plan_post(index: int, req: Post, ctx: Context, now: datetime) -> _Plan | Rejection:
@@ -272,8 +299,6 @@ def _plan_post(index: int, req: Post, ctx: Context, now: datetime) -> _Plan | Re
 def _postings_for(
     rule: PostingRule, legs: list[RenderedLeg], req: Post, ctx: Context
 ) -> list[Posting] | Rejection:
-    # Spread a sharded account's postings by key: deterministic, so a replay hits the same shard.
-    spread = zlib.crc32(req.key.encode())
     out: list[Posting] = []
     for rendered in legs:
         for side, slot in ((Side.DEBIT, rendered.leg.debit), (Side.CREDIT, rendered.leg.credit)):
@@ -293,7 +318,7 @@ def _postings_for(
                 )
             seq = rendered.leg.index * 2 + (0 if side is Side.DEBIT else 1)
             out.append(
-                Posting(seq, meta.id, spread % meta.shards, side, rendered.amount, req.currency)
+                Posting(seq, meta.id, _shard(req, meta), side, rendered.amount, req.currency)
             )
     return out
 

@@ -66,28 +66,24 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield items[start : start + _CHUNK]
 
 
-def load_fund_accounts(
-    raw: Raw, slots: Iterable[SlotKey]
-) -> dict[tuple[str, Role, str, str], FundMeta]:
-    """Fund accounts for the slots, in every currency they exist in (to tell a currency mismatch
-    from an unknown account). Keyed by (account_id, role, sub, currency)."""
-    wanted = sorted({(a, role.value, sub) for a, role, sub in slots})
-    found: dict[tuple[str, Role, str, str], FundMeta] = {}
+_FUND_COLUMNS = "id, account_id, role, sub, currency, shards"
+
+
+def _sqlite_funds(raw: Raw, wanted: Sequence[tuple[str, str, str]]) -> list[Any]:
+    found: list[Any] = []
     for part in _chunks(wanted):
         params: dict[str, Any] = {}
         triples = []
         for i, (account, role, sub) in enumerate(part):
             params[f"a{i}"], params[f"r{i}"], params[f"s{i}"] = account, role, sub
             triples.append(f"(:a{i}, :r{i}, :s{i})")
-        for fid, account, role, sub, cur, shards in raw.all(
-            "SELECT id, account_id, role, sub, currency, shards FROM fund_accounts"
+        # The plain IN on the leading column lets SQLite seek the unique index.
+        found += raw.all(
+            f"SELECT {_FUND_COLUMNS} FROM fund_accounts"
             f" WHERE account_id IN ({', '.join(f':a{i}' for i in range(len(part)))})"
             f" AND (account_id, role, sub) IN ({', '.join(triples)})",
             params,
-        ):
-            found[(account, Role(role), sub, cur)] = FundMeta(
-                id=int(fid), currency=cur, shards=int(shards)
-            )
+        )
     return found
 
 
@@ -143,22 +139,51 @@ def load_entries(conn: Connection, ids: Sequence[int]) -> dict[int, StoredEntry]
     return out
 
 
+FundKey = tuple[str, Role, str, str]  # (account_id, role, sub, currency)
+
+
+@dataclass(frozen=True, slots=True)
+class Locked:
+    """What a batch reads before it decides: stored outcomes of its keys, its balance rows
+    (locked), ids reserved for its new entries, and the fund accounts it asked to look up."""
+
+    requests: dict[str, StoredRequest]
+    rows: dict[RowKey, BalanceRow]
+    ids: list[int]
+    funds: dict[FundKey, FundMeta]
+
+
 def read_for_update(
-    raw: Raw, request_keys: Sequence[str], keys: Iterable[RowKey], entries: int
-) -> tuple[dict[str, StoredRequest], dict[RowKey, BalanceRow], list[int]]:
-    """The stored outcomes of these request keys, the balance rows (locked), and ids reserved
-    for up to ``entries`` new entries.
+    raw: Raw,
+    request_keys: Sequence[str],
+    keys: Iterable[RowKey],
+    slots: Iterable[SlotKey],
+    entries: int,
+) -> Locked:
+    """The stored outcomes of these request keys; the balance rows ``keys`` and every balance
+    row of the fund accounts found for ``slots`` (in every currency and shard: the caller does
+    not yet know which one its plan needs), all locked; ids reserved for up to ``entries`` new
+    entries; and the fund accounts found for ``slots``.
+
+    Looking the fund accounts up in the same statement spares a batch that names an account
+    this process has not seen (the usual case for buyers) a round trip of its own.
 
     PostgreSQL locks the rows in one fixed (sorted) order, so two writers can never wait on each
     other in a cycle; SQLite's BEGIN IMMEDIATE already excludes every other writer. Ids are
     reserved before the entries exist so postings and history can name them in the same batch
-    (a rejected entry leaves a gap in the sequence, as any rolled-back insert does).
+    (an id reserved for a request that is then rejected leaves a gap, as a rolled-back insert
+    does).
     """
     ordered = sorted(set(keys))
+    wanted = sorted({(a, role.value, sub) for a, role, sub in slots})
     if raw.postgres:
-        requests, balance_rows, ids = _read_postgres(raw, request_keys, ordered, entries)
+        requests, balance_rows, ids, fund_rows = _read_postgres(
+            raw, request_keys, ordered, wanted, entries
+        )
     else:
-        requests, balance_rows, ids = _read_sqlite(raw, request_keys, ordered, entries)
+        requests, balance_rows, ids, fund_rows = _read_sqlite(
+            raw, request_keys, ordered, wanted, entries
+        )
     stored = {
         key: StoredRequest(
             payload_hash=bytes(digest),
@@ -185,7 +210,11 @@ def read_for_update(
     missing = set(ordered) - set(rows)
     if missing:
         raise AssertionError(f"balance rows missing for {sorted(missing)[:5]}")
-    return stored, rows, ids
+    funds = {
+        (account, Role(role), sub, cur): FundMeta(id=int(fid), currency=cur, shards=int(shards))
+        for fid, account, role, sub, cur, shards in fund_rows
+    }
+    return Locked(stored, rows, ids, funds)
 
 
 def _ids_in(param: str, field: str) -> str:
@@ -203,72 +232,104 @@ _BALANCE_COLUMNS = (
 _BALANCE_FROM = " FROM balances b JOIN fund_accounts f ON f.id = b.fund_account_id"
 
 # One statement, one round trip, one prepared plan (its text never changes): the stored
-# requests, the locked rows and the reserved ids come back as tagged JSON rows. The sort under
-# FOR UPDATE makes every writer lock in the same order; the "= ANY(ARRAY(...))" conditions make
-# the planner seek the primary keys (see _ids_in).
+# requests, the fund accounts looked up, the locked rows and the reserved ids come back as tagged
+# JSON rows. The sort under FOR UPDATE makes every writer lock in the same order; the
+# "= ANY(ARRAY(...))" conditions make the planner seek the indexes (see _ids_in).
+# Every fund account whose rows are locked; both sides of the join seek by it.
+_LOCK_IDS = (
+    "ARRAY(SELECT (x->>'f')::bigint FROM json_array_elements(:rows::json) x"
+    " UNION ALL SELECT id FROM funds)"
+)
 _POSTGRES_READ = (
     "WITH req AS (SELECT " + _REQUEST_COLUMNS + ", encode(payload_hash, 'hex') AS hash"
     " FROM ledger_requests WHERE key = ANY(ARRAY(SELECT json_array_elements_text(:keys::json)))),"
+    " funds AS (SELECT " + _FUND_COLUMNS + " FROM fund_accounts"
+    " JOIN json_to_recordset(:slots::json) AS w(a text, r text, u text)"
+    " ON account_id = w.a AND role = w.r AND sub = w.u"
+    " WHERE account_id = ANY(ARRAY(SELECT x->>'a' FROM json_array_elements(:slots::json) x))),"
     " locked AS (SELECT " + _BALANCE_COLUMNS + _BALANCE_FROM + ""
-    " JOIN json_to_recordset(:rows::json) AS k(f bigint, s smallint)"
-    " ON b.fund_account_id = k.f AND b.shard = k.s"
-    f" WHERE b.fund_account_id = ANY({_ids_in('rows', 'f')})"
+    " WHERE b.fund_account_id = ANY(" + _LOCK_IDS + ") AND f.id = ANY(" + _LOCK_IDS + ")"
+    " AND ((b.fund_account_id, b.shard) IN"
+    " (SELECT k.f, k.s FROM json_to_recordset(:rows::json) AS k(f bigint, s smallint))"
+    " OR b.fund_account_id IN (SELECT id FROM funds))"
     " ORDER BY b.fund_account_id, b.shard FOR UPDATE OF b),"
     " ids AS (SELECT nextval('journal_entries_id_seq') AS id"
     " FROM generate_series(1, :n))"
     " SELECT 'r', json_build_array(key, hash, status, reason, detail, entry_id) FROM req"
+    " UNION ALL SELECT 'f', json_build_array(" + _FUND_COLUMNS + ") FROM funds"
     " UNION ALL SELECT 'b', json_build_array(fund_account_id, shard, debits_posted, credits_posted,"
     " debits_pending, credits_pending, version, last_at, normal_side, non_negative, status)"
     " FROM locked"
     " UNION ALL SELECT 'i', json_build_array(id) FROM ids"
 )
 
+_ReadResult = tuple[list[Any], list[Any], list[int], list[Any]]
+
 
 def _read_postgres(
-    raw: Raw, request_keys: Sequence[str], ordered: Sequence[RowKey], entries: int
-) -> tuple[list[Any], list[Any], list[int]]:
+    raw: Raw,
+    request_keys: Sequence[str],
+    ordered: Sequence[RowKey],
+    wanted: Sequence[tuple[str, str, str]],
+    entries: int,
+) -> _ReadResult:
     params = {
         "keys": json.dumps(list(request_keys)),
+        "slots": json.dumps([{"a": a, "r": r, "u": u} for a, r, u in wanted]),
         "rows": json.dumps([{"f": f, "s": shard} for f, shard in ordered]),
         "n": entries,
     }
-    requests, rows, ids = [], [], []
+    requests, funds, rows, ids = [], [], [], []
     for tag, values in raw.all(_POSTGRES_READ, params):
         if tag == "r":
             requests.append((values[0], bytes.fromhex(values[1]), *values[2:]))
+        elif tag == "f":
+            funds.append(values)
         elif tag == "b":
             rows.append(values)
         else:
             ids.append(int(values[0]))
-    return requests, rows, ids
+    return requests, rows, ids, funds
 
 
 def _read_sqlite(
-    raw: Raw, request_keys: Sequence[str], ordered: Sequence[RowKey], entries: int
-) -> tuple[list[Any], list[Any], list[int]]:
+    raw: Raw,
+    request_keys: Sequence[str],
+    ordered: Sequence[RowKey],
+    wanted: Sequence[tuple[str, str, str]],
+    entries: int,
+) -> _ReadResult:
     requests: list[Any] = []
     for part in _chunks(request_keys):
         marks, params = placeholders("k", part)
         requests += raw.all(
             f"SELECT {_REQUEST_COLUMNS} FROM ledger_requests WHERE key IN ({marks})", params
         )
+    funds = _sqlite_funds(raw, wanted)
     rows: list[Any] = []
     for part in _chunks(ordered):
         params = {}
         for i, (fund, shard) in enumerate(part):
             params[f"f{i}"], params[f"s{i}"] = fund, shard
-        funds = ", ".join(f":f{i}" for i in range(len(part)))
+        ids = ", ".join(f":f{i}" for i in range(len(part)))
         pairs = ", ".join(f"(:f{i}, :s{i})" for i in range(len(part)))
         # The plain IN on the leading key column lets SQLite seek the primary key; a row-value IN
         # list alone makes it scan every balance row.
         rows += raw.all(
-            f"SELECT {_BALANCE_COLUMNS}{_BALANCE_FROM} WHERE b.fund_account_id IN ({funds})"
+            f"SELECT {_BALANCE_COLUMNS}{_BALANCE_FROM} WHERE b.fund_account_id IN ({ids})"
             f" AND (b.fund_account_id, b.shard) IN ({pairs})",
+            params,
+        )
+    # Every row of the looked-up fund accounts (a row also named by ``ordered`` comes twice).
+    for part in _chunks(sorted({int(f[0]) for f in funds})):
+        marks, params = placeholders("f", part)
+        rows += raw.all(
+            f"SELECT {_BALANCE_COLUMNS}{_BALANCE_FROM} WHERE b.fund_account_id IN ({marks})",
             params,
         )
     # This transaction holds SQLite's only write lock, so max(id) + n is ours.
     top = int(raw.all("SELECT coalesce(max(id), 0) FROM journal_entries")[0][0])
-    return requests, rows, list(range(top + 1, top + 1 + entries))
+    return requests, rows, list(range(top + 1, top + 1 + entries)), funds
 
 
 @dataclass(frozen=True, slots=True)
