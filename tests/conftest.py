@@ -11,7 +11,6 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -107,11 +106,7 @@ def app(database_url: str, clock: FixedClock) -> Iterator[App]:
     app.close()
 
 
-@dataclass(frozen=True)
-class Party:
-    customer_id: str
-    account_id: str
-    fund_accounts: dict[Role, int]
+Party = handlers.Holder
 
 
 def open_party(
@@ -127,19 +122,18 @@ def open_party(
     now = app.clock.now()
 
     def work(conn: Connection) -> Party:
-        cid = handlers.open_customer(
-            conn, name=name, kind=kind, kyc_level=kyc, id_number=None, pii_key=b"test", now=now
+        return handlers.open_holder(
+            conn,
+            app.chart,
+            name=name,
+            login=f"{name}-{uuid.uuid4().hex[:8]}",
+            kind=kind,
+            kyc_level=kyc,
+            roles=roles,
+            currency=currency,
+            pii_key=b"test",
+            now=now,
         )
-        aid = handlers.open_account(
-            conn, customer_id=cid, login=f"{name}-{uuid.uuid4().hex[:8]}", now=now
-        )
-        funds = {
-            role: handlers.open_fund_account(
-                conn, app.chart, account_id=aid, role=role, currency=currency, now=now
-            )
-            for role in roles
-        }
-        return Party(cid, aid, funds)
 
     return run_in_transaction(app.engine, work)
 

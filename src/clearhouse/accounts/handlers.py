@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -221,6 +222,45 @@ def open_fund_account(
         ],
     )
     return int(fid)
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    customer_id: str
+    account_id: str
+    fund_accounts: dict[Role, int]
+
+
+def open_holder(
+    conn: Connection,
+    chart: Chart,
+    *,
+    name: str,
+    login: str,
+    kind: CustomerKind,
+    kyc_level: KycLevel,
+    roles: Sequence[Role],
+    currency: str,
+    pii_key: bytes,
+    now: datetime,
+    id_number: str | None = None,
+) -> Holder:
+    """The usual opening: a customer with one account holding one fund account per role."""
+    cid = open_customer(
+        conn,
+        name=name,
+        kind=kind,
+        kyc_level=kyc_level,
+        id_number=id_number,
+        pii_key=pii_key,
+        now=now,
+    )
+    aid = open_account(conn, customer_id=cid, login=login, now=now)
+    funds = {
+        role: open_fund_account(conn, chart, account_id=aid, role=role, currency=currency, now=now)
+        for role in roles
+    }
+    return Holder(cid, aid, funds)
 
 
 def ensure_platform(

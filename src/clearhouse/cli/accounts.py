@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from sqlalchemy.engine import Connection
 
 from clearhouse.accounts import handlers
 from clearhouse.accounts.model import CustomerKind, KycLevel, Role
@@ -44,26 +45,24 @@ def open_(
         with open_app() as ch:
             now = ch.clock.now()
 
-            def work(conn):  # type: ignore[no-untyped-def]
-                cid = handlers.open_customer(
+            def work(conn: Connection) -> handlers.Holder:
+                return handlers.open_holder(
                     conn,
+                    ch.chart,
                     name=name,
+                    login=login,
                     kind=customer_kind,
                     kyc_level=level,
+                    roles=roles,
+                    currency=currency,
                     id_number=id_number,
                     pii_key=ch.settings.pii_key,
                     now=now,
                 )
-                aid = handlers.open_account(conn, customer_id=cid, login=login, now=now)
-                funds = {
-                    r.value: handlers.open_fund_account(
-                        conn, ch.chart, account_id=aid, role=r, currency=currency, now=now
-                    )
-                    for r in roles
-                }
-                return cid, aid, funds
 
-            cid, aid, funds = run_in_transaction(ch.engine, work)
+            holder = run_in_transaction(ch.engine, work)
+        cid, aid = holder.customer_id, holder.account_id
+        funds = {role.value: fid for role, fid in holder.fund_accounts.items()}
         if as_json:
             emit_json({"customer_id": cid, "account_id": aid, "fund_accounts": funds})
         else:

@@ -78,13 +78,13 @@ def run_day(app: App, clock: FixedClock) -> DayReport:
 
     people = _open_people(app)
     report.named_funds = {
-        "merchant A settlement": people["shop_a"][1][Role.MERCHANT_SETTLEMENT],
-        "merchant B settlement": people["shop_b"][1][Role.MERCHANT_SETTLEMENT],
-        "buyer Li balance": people["li"][1][Role.BUYER_BALANCE],
-        "buyer Wang balance": people["wang"][1][Role.BUYER_BALANCE],
+        "merchant A settlement": people["shop_a"].fund_accounts[Role.MERCHANT_SETTLEMENT],
+        "merchant B settlement": people["shop_b"].fund_accounts[Role.MERCHANT_SETTLEMENT],
+        "buyer Li balance": people["li"].fund_accounts[Role.BUYER_BALANCE],
+        "buyer Wang balance": people["wang"].fund_accounts[Role.BUYER_BALANCE],
     }
-    shop_a, shop_b = people["shop_a"][0], people["shop_b"][0]
-    li, wang = people["li"][0], people["wang"][0]
+    shop_a, shop_b = people["shop_a"].account_id, people["shop_b"].account_id
+    li, wang = people["li"].account_id, people["wang"].account_id
 
     step(
         1,
@@ -200,7 +200,7 @@ def run_day(app: App, clock: FixedClock) -> DayReport:
         ),
     )
 
-    _kyc_note(app, report, people["wang"][2])
+    _kyc_note(app, report, people["wang"].customer_id)
     # Close the business day in Shanghai once it is over (plus the grace period).
     end = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=SHANGHAI)
     clock.set(end + timedelta(minutes=10))
@@ -217,7 +217,7 @@ def _platform_fund(app: App, role: Role, sub: str) -> int:
     return run_in_transaction(app.engine, find, readonly=True)
 
 
-def _open_people(app: App) -> dict[str, tuple[str, dict[Role, int], str]]:
+def _open_people(app: App) -> dict[str, handlers.Holder]:
     now = app.clock.now()
     specs = {
         "shop_a": (
@@ -236,26 +236,21 @@ def _open_people(app: App) -> dict[str, tuple[str, dict[Role, int], str]]:
         "wang": ("Wang Fang", CustomerKind.PERSON, KycLevel.CLASS_I, (Role.BUYER_BALANCE,)),
     }
 
-    def work(conn: Connection) -> dict[str, tuple[str, dict[Role, int], str]]:
+    def work(conn: Connection) -> dict[str, handlers.Holder]:
         out = {}
         for login, (name, kind, kyc, roles) in specs.items():
-            cid = handlers.open_customer(
+            out[login] = handlers.open_holder(
                 conn,
+                app.chart,
                 name=name,
+                login=login,
                 kind=kind,
                 kyc_level=kyc,
-                id_number=None,
+                roles=roles,
+                currency=CURRENCY,
                 pii_key=app.settings.pii_key,
                 now=now,
             )
-            aid = handlers.open_account(conn, customer_id=cid, login=login, now=now)
-            funds = {
-                r: handlers.open_fund_account(
-                    conn, app.chart, account_id=aid, role=r, currency=CURRENCY, now=now
-                )
-                for r in roles
-            }
-            out[login] = (aid, funds, cid)
         return out
 
     return run_in_transaction(app.engine, work)
