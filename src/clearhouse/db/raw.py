@@ -10,7 +10,7 @@ into psycopg's ``%(name)s`` form for PostgreSQL. Everything else in Clearhouse u
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -45,9 +45,3 @@ class Raw:
             self._cursor.execute(self._sql(sql), rows[0])
         elif rows:
             self._cursor.executemany(self._sql(sql), rows)
-
-
-def placeholders(prefix: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
-    """``:p0, :p1, ...`` and their parameters, for an IN list of any length."""
-    params = {f"{prefix}{i}": v for i, v in enumerate(values)}
-    return ", ".join(f":{name}" for name in params), params

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 
 from clearhouse.accounts.model import Role, Status
 from clearhouse.clock import from_micros, to_micros
-from clearhouse.db.raw import Raw, placeholders
+from clearhouse.db.raw import Raw
 from clearhouse.db.schema import holds, journal_entries, postings
 from clearhouse.ledger.model import (
     BalanceRow,
@@ -26,9 +26,6 @@ from clearhouse.ledger.model import (
     RowKey,
     Side,
 )
-
-# Bound parameters per statement stay well under SQLite's limit (32,766).
-_CHUNK = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,30 +58,7 @@ class StoredEntry:
 SlotKey = tuple[str, Role, str]  # (account_id, role, sub)
 
 
-def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
-
-
 _FUND_COLUMNS = "id, account_id, role, sub, currency, shards"
-
-
-def _sqlite_funds(raw: Raw, wanted: Sequence[tuple[str, str, str]]) -> list[Any]:
-    found: list[Any] = []
-    for part in _chunks(wanted):
-        params: dict[str, Any] = {}
-        triples = []
-        for i, (account, role, sub) in enumerate(part):
-            params[f"a{i}"], params[f"r{i}"], params[f"s{i}"] = account, role, sub
-            triples.append(f"(:a{i}, :r{i}, :s{i})")
-        # The plain IN on the leading column lets SQLite seek the unique index.
-        found += raw.all(
-            f"SELECT {_FUND_COLUMNS} FROM fund_accounts"
-            f" WHERE account_id IN ({', '.join(f':a{i}' for i in range(len(part)))})"
-            f" AND (account_id, role, sub) IN ({', '.join(triples)})",
-            params,
-        )
-    return found
 
 
 def load_entries(conn: Connection, ids: Sequence[int]) -> dict[int, StoredEntry]:
@@ -292,6 +266,30 @@ def _read_postgres(
     return requests, rows, ids, funds
 
 
+# SQLite takes each list as one JSON parameter too: the statement text stays constant (compiled
+# once per connection, not once per batch size) and binding one string is far cheaper than
+# binding thousands of named parameters. Each query walks the JSON list and seeks an index.
+_SQLITE_REQUESTS = (
+    "SELECT r.key, r.payload_hash, r.status, r.reason, r.detail, r.entry_id"
+    " FROM json_each(:keys) j JOIN ledger_requests r ON r.key = j.value"
+)
+_SQLITE_FUNDS = (
+    "SELECT f.id, f.account_id, f.role, f.sub, f.currency, f.shards FROM json_each(:slots) j"
+    " JOIN fund_accounts f ON f.account_id = json_extract(j.value, '$[0]')"
+    " AND f.role = json_extract(j.value, '$[1]') AND f.sub = json_extract(j.value, '$[2]')"
+)
+_SQLITE_ROWS = (
+    "SELECT " + _BALANCE_COLUMNS + " FROM json_each(:rows) j"
+    " JOIN balances b ON b.fund_account_id = json_extract(j.value, '$[0]')"
+    " AND b.shard = json_extract(j.value, '$[1]')"
+    " JOIN fund_accounts f ON f.id = b.fund_account_id"
+)
+_SQLITE_FUND_ROWS = (
+    "SELECT " + _BALANCE_COLUMNS + " FROM json_each(:ids) j"
+    " JOIN balances b ON b.fund_account_id = j.value JOIN fund_accounts f ON f.id = j.value"
+)
+
+
 def _read_sqlite(
     raw: Raw,
     request_keys: Sequence[str],
@@ -299,34 +297,12 @@ def _read_sqlite(
     wanted: Sequence[tuple[str, str, str]],
     entries: int,
 ) -> _ReadResult:
-    requests: list[Any] = []
-    for part in _chunks(request_keys):
-        marks, params = placeholders("k", part)
-        requests += raw.all(
-            f"SELECT {_REQUEST_COLUMNS} FROM ledger_requests WHERE key IN ({marks})", params
-        )
-    funds = _sqlite_funds(raw, wanted)
-    rows: list[Any] = []
-    for part in _chunks(ordered):
-        params = {}
-        for i, (fund, shard) in enumerate(part):
-            params[f"f{i}"], params[f"s{i}"] = fund, shard
-        ids = ", ".join(f":f{i}" for i in range(len(part)))
-        pairs = ", ".join(f"(:f{i}, :s{i})" for i in range(len(part)))
-        # The plain IN on the leading key column lets SQLite seek the primary key; a row-value IN
-        # list alone makes it scan every balance row.
-        rows += raw.all(
-            f"SELECT {_BALANCE_COLUMNS}{_BALANCE_FROM} WHERE b.fund_account_id IN ({ids})"
-            f" AND (b.fund_account_id, b.shard) IN ({pairs})",
-            params,
-        )
-    # Every row of the looked-up fund accounts (a row also named by ``ordered`` comes twice).
-    for part in _chunks(sorted({int(f[0]) for f in funds})):
-        marks, params = placeholders("f", part)
-        rows += raw.all(
-            f"SELECT {_BALANCE_COLUMNS}{_BALANCE_FROM} WHERE b.fund_account_id IN ({marks})",
-            params,
-        )
+    requests = raw.all(_SQLITE_REQUESTS, {"keys": json.dumps(list(request_keys))})
+    funds = raw.all(_SQLITE_FUNDS, {"slots": json.dumps(wanted)}) if wanted else []
+    rows = raw.all(_SQLITE_ROWS, {"rows": json.dumps(ordered)}) if ordered else []
+    if funds:
+        # Every row of the looked-up fund accounts (a row also named by ``ordered`` comes twice).
+        rows += raw.all(_SQLITE_FUND_ROWS, {"ids": json.dumps(sorted({int(f[0]) for f in funds}))})
     # This transaction holds SQLite's only write lock, so max(id) + n is ours.
     top = int(raw.all("SELECT coalesce(max(id), 0) FROM journal_entries")[0][0])
     return requests, rows, list(range(top + 1, top + 1 + entries)), funds

@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from clearhouse.db.raw import _to_pyformat, placeholders
+from clearhouse.db.raw import _to_pyformat
 from clearhouse.db.transaction import TransactionRetriesExhausted, is_transient, run_in_transaction
 
 
@@ -55,6 +55,3 @@ def test_named_parameters_become_pyformat():
         _to_pyformat("SELECT :a, :b_2 WHERE x = '50%'") == "SELECT %(a)s, %(b_2)s WHERE x = '50%%'"
     )
     assert _to_pyformat("SELECT x::text, :v") == "SELECT x::text, %(v)s"
-    marks, params = placeholders("k", ["x", "y"])
-    assert marks == ":k0, :k1"
-    assert params == {"k0": "x", "k1": "y"}
