@@ -12,6 +12,9 @@ pg_uniform_tps_by_workers   uniform traffic with 4, 8, 16 and 32 processes (what
 pg_hot_unsharded_tps    8 processes with the clearing account forced to one shard (the problem)
 pg_p99_ms / pg_p50_ms   single entries paced at half of pg_uniform_tps, 8 processes
 bytes_per_entry     SQLite file growth per entry; pg_bytes_per_entry the same for PostgreSQL
+pg_client_cpu_ms_per_entry / pg_machine_cpu_ms_per_entry
+                    one process posting back to back: its own CPU per entry, and the whole
+                    machine's (client + PostgreSQL) per entry
 sqlite_commit_ms    median cost of committing a one-row transaction with the same settings (the
                     disk's floor under sqlite_single_tps)
 """
@@ -119,6 +122,7 @@ def worker(
     ready.put(seed)
     go.wait()
     done, latencies = 0, []
+    cpu0 = time.process_time()
     start = time.perf_counter()
     next_at = start
     while (now := time.perf_counter()) - start < seconds:
@@ -131,8 +135,9 @@ def worker(
         latencies.append((time.perf_counter() - t0) * 1000)
         assert out.ok, out
         done += 1
+    cpu = time.process_time() - cpu0
     app.close()
-    results.put((done, latencies))
+    results.put((done, latencies, cpu))
 
 
 def run_workers(
@@ -152,9 +157,9 @@ def run_workers(
     outcomes = [results.get(timeout=300 + seconds) for _ in procs]
     for p in procs:
         p.join()
-    total = sum(done for done, _ in outcomes)
-    lat = sorted(x for _, lats in outcomes for x in lats)
-    return total / seconds, lat, seconds
+    total = sum(done for done, _, _ in outcomes)
+    lat = sorted(x for _, lats, _ in outcomes for x in lats)
+    return total / seconds, lat, sum(cpu for _, _, cpu in outcomes)
 
 
 def pct(sorted_values: list[float], q: float) -> float:
@@ -254,6 +259,12 @@ def bench_postgres(admin_url: str, quick: bool) -> dict[str, object]:
         out["pg_paced_tps"] = round(paced)
         out["pg_p50_ms"] = round(statistics.median(lat), 2)
         out["pg_p99_ms"] = round(pct(lat, 0.99), 2)
+        # Where the time goes: one process posting back to back, its own CPU and the machine's.
+        busy0 = _machine_busy_seconds()
+        tps, _, client_cpu = run_workers(url, ids, "uniform", 1, seconds)
+        busy = _machine_busy_seconds() - busy0
+        out["pg_client_cpu_ms_per_entry"] = round(client_cpu * 1000 / (tps * seconds), 3)
+        out["pg_machine_cpu_ms_per_entry"] = round(busy * 1000 / (tps * seconds), 3)
         _force_single_shard(url)
         tps, _, _ = run_workers(url, ids, "hot", 8, seconds)
         out["pg_hot_unsharded_tps"] = round(tps)
@@ -262,6 +273,13 @@ def bench_postgres(admin_url: str, quick: bool) -> dict[str, object]:
             c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         eng.dispose()
     return out
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds all cores have spent not idle since boot (Linux /proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle, iowait = fields[3], fields[4]
+    return (sum(fields) - idle - iowait) / os.sysconf("SC_CLK_TCK")
 
 
 def _settle(url: str) -> None:
