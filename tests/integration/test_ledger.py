@@ -9,6 +9,7 @@ from clearhouse.accounts import handlers
 from clearhouse.accounts.model import Role, Status
 from clearhouse.db.schema import balances, journal_entries, ledger_requests
 from clearhouse.db.transaction import run_in_transaction
+from clearhouse.ledger import processor
 from clearhouse.ledger.eod import DayNotOver
 from clearhouse.ledger.model import Reason
 from clearhouse.ledger.requests import CommitHold, InvalidRequest, Post, Reverse, VoidHold
@@ -321,6 +322,18 @@ def test_a_process_that_has_never_seen_the_accounts_resolves_them_in_the_batch(a
     again = app.ledger.submit([Post("c3", "5002", "CNY", {"amount": 200}, party)])
     assert again[0].replayed
     assert again[0].reason is Reason.INSUFFICIENT_FUNDS
+    assert app.ledger.check() == []
+
+
+def test_the_fund_account_cache_stays_bounded(app, monkeypatch):
+    monkeypatch.setattr(processor, "FUND_CACHE_LIMIT", 3)
+    buyers = [open_party(app, f"b{i}", BUYER) for i in range(6)]
+    for i, buyer in enumerate(buyers):
+        topup(app, buyer, 100 + i)
+        # Each top-up adds the buyer and the clearing account; the limit applies between batches.
+        assert len(app.ledger._ctx.fund_cache) <= 3 + 2
+    posted = [app.ledger.balance(b.fund_accounts[Role.BUYER_BALANCE]).posted for b in buyers]
+    assert posted == [100 + i for i in range(6)]
     assert app.ledger.check() == []
 
 

@@ -52,6 +52,7 @@ from clearhouse.ledger.rules import (
 from clearhouse.money import currency as lookup_currency
 
 FundCache = dict[store.FundKey, store.FundMeta]
+FUND_CACHE_LIMIT = 200_000  # fund accounts a process remembers (about 60 MB), plus one batch's
 
 
 @dataclass(slots=True)
@@ -86,6 +87,7 @@ def process(
     for req in requests:
         validate_request(req, system=system)
     hashes = [payload_hash(r) for r in requests]
+    _bound_fund_cache(ctx)
     raw = Raw(conn)
     first_of_key: dict[str, int] = {}
     for i, req in enumerate(requests):
@@ -106,8 +108,8 @@ def process(
     )
     ctx.fund_cache.update(locked.funds)
     plans = early.plans
-    for i in early.later:
-        plans[i] = _plan_post(i, requests[i], ctx, now)  # type: ignore[arg-type]
+    for i, post in early.later:
+        plans[i] = _plan_post(i, post, ctx, now)
     stored, rows, reserved = locked.requests, locked.rows, locked.ids
     outcomes: list[Outcome | None] = [None] * len(requests)
     for i, req in enumerate(requests):
@@ -152,6 +154,14 @@ def process(
             else:
                 outcomes[i] = Outcome(req.key, original.entry_id, original.rejection, replayed=True)
     return [o for o in outcomes if o is not None]
+
+
+def _bound_fund_cache(ctx: Context) -> None:
+    """Forget every cached fund account once there are too many. Only between batches: a
+    batch's plans rely on what it found in the cache. A miss costs no more than a join in the
+    lock statement."""
+    if len(ctx.fund_cache) >= FUND_CACHE_LIMIT:
+        ctx.fund_cache.clear()
 
 
 def _replay(key: str, stored_hash: bytes, new_hash: bytes, prior: store.StoredRequest) -> Outcome:
@@ -203,7 +213,7 @@ def _apply(
 @dataclass(slots=True)
 class _Early:
     plans: dict[int, _Plan | Rejection]
-    later: list[int]  # posts that name a fund account not in the cache
+    later: list[tuple[int, Post]]  # posts that name a fund account not in the cache
     slots: set[store.SlotKey]  # the fund accounts to look up for them
     rows: set[RowKey]  # the rows their cached fund accounts need locked
 
@@ -229,7 +239,7 @@ def _plan_early(
         if isinstance(req, Post):
             unseen = _unseen_slots(req, ctx)
             if unseen:
-                out.later.append(i)
+                out.later.append((i, req))
                 out.slots |= unseen
                 out.rows |= _cached_rows(req, ctx)
             else:
