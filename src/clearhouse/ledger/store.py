@@ -205,15 +205,15 @@ _BALANCE_COLUMNS = (
 )
 _BALANCE_FROM = " FROM balances b JOIN fund_accounts f ON f.id = b.fund_account_id"
 
-# One statement, one round trip, one prepared plan (its text never changes): the stored
-# requests, the fund accounts looked up, the locked rows and the reserved ids come back as tagged
-# JSON rows. The sort under FOR UPDATE makes every writer lock in the same order; the
-# "= ANY(ARRAY(...))" conditions make the planner seek the indexes (see _ids_in).
 # Every fund account whose rows are locked; both sides of the join seek by it.
 _LOCK_IDS = (
     "ARRAY(SELECT (x->>'f')::bigint FROM json_array_elements(:rows::json) x"
     " UNION ALL SELECT id FROM funds)"
 )
+# One statement, one round trip, one prepared plan (its text never changes): the stored
+# requests, the fund accounts looked up, the locked rows and the reserved ids come back as tagged
+# JSON rows. The sort under FOR UPDATE makes every writer lock in the same order; the
+# "= ANY(ARRAY(...))" conditions make the planner seek the indexes (see _ids_in).
 _POSTGRES_READ = (
     "WITH req AS (SELECT " + _REQUEST_COLUMNS + ", encode(payload_hash, 'hex') AS hash"
     " FROM ledger_requests WHERE key = ANY(ARRAY(SELECT json_array_elements_text(:keys::json)))),"
