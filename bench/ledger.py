@@ -33,6 +33,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -122,7 +123,7 @@ def worker(
     ready.put(seed)
     go.wait()
     done, latencies = 0, []
-    cpu0 = time.process_time()
+    cpu0, busy0 = time.process_time(), _machine_busy_seconds()
     start = time.perf_counter()
     next_at = start
     while (now := time.perf_counter()) - start < seconds:
@@ -135,14 +136,21 @@ def worker(
         latencies.append((time.perf_counter() - t0) * 1000)
         assert out.ok, out
         done += 1
-    cpu = time.process_time() - cpu0
+    cpu, busy = time.process_time() - cpu0, _machine_busy_seconds() - busy0
     app.close()
-    results.put((done, latencies, cpu))
+    results.put((done, latencies, cpu, busy))
+
+
+class Run(NamedTuple):
+    tps: float
+    latencies: list[float]  # ms, sorted
+    cpu_seconds: float  # the workers' own CPU over their measured windows
+    machine_busy_seconds: float  # all cores, over the longest window (meaningful for 1 worker)
 
 
 def run_workers(
     url: str, ids: list[str], kind: str, workers: int, seconds: float, rate: float | None = None
-):  # type: ignore[no-untyped-def]
+) -> Run:
     ctx = mp.get_context("spawn")
     ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
     procs = [
@@ -157,9 +165,9 @@ def run_workers(
     outcomes = [results.get(timeout=300 + seconds) for _ in procs]
     for p in procs:
         p.join()
-    total = sum(done for done, _, _ in outcomes)
-    lat = sorted(x for _, lats, _ in outcomes for x in lats)
-    return total / seconds, lat, sum(cpu for _, _, cpu in outcomes)
+    total = sum(o[0] for o in outcomes)
+    lat = sorted(x for o in outcomes for x in o[1])
+    return Run(total / seconds, lat, sum(o[2] for o in outcomes), max(o[3] for o in outcomes))
 
 
 def pct(sorted_values: list[float], q: float) -> float:
@@ -243,7 +251,8 @@ def bench_postgres(admin_url: str, quick: bool) -> dict[str, object]:
         ids = setup(url, 1_000 if quick else ACCOUNTS)
         _settle(url)
         size0, entries0 = _pg_size(url)
-        uniform, lat, _ = run_workers(url, ids, "uniform", 8, seconds)
+        peak = run_workers(url, ids, "uniform", 8, seconds)
+        uniform, lat = peak.tps, peak.latencies
         out["pg_uniform_tps"] = round(uniform)
         out["pg_uniform_p99_ms"] = round(pct(lat, 0.99), 2)
         size1, entries1 = _pg_size(url)
@@ -251,22 +260,22 @@ def bench_postgres(admin_url: str, quick: bool) -> dict[str, object]:
         by_workers: dict[str, dict[str, int]] = {"hot": {}, "uniform": {}}
         for kind, table in by_workers.items():
             for w in (4, 8, 16, 32):
-                tps, _, _ = run_workers(url, ids, kind, w, seconds)
-                table[str(w)] = round(tps)
+                table[str(w)] = round(run_workers(url, ids, kind, w, seconds).tps)
             out[f"pg_{kind}_tps_by_workers"] = table
         out["pg_hot_tps"] = by_workers["hot"]["8"]
-        paced, lat, _ = run_workers(url, ids, "uniform", 8, seconds, rate=uniform / 2 / 8)
+        paced_run = run_workers(url, ids, "uniform", 8, seconds, rate=uniform / 2 / 8)
+        paced, lat = paced_run.tps, paced_run.latencies
         out["pg_paced_tps"] = round(paced)
         out["pg_p50_ms"] = round(statistics.median(lat), 2)
         out["pg_p99_ms"] = round(pct(lat, 0.99), 2)
-        # Where the time goes: one process posting back to back, its own CPU and the machine's.
-        busy0 = _machine_busy_seconds()
-        tps, _, client_cpu = run_workers(url, ids, "uniform", 1, seconds)
-        busy = _machine_busy_seconds() - busy0
-        out["pg_client_cpu_ms_per_entry"] = round(client_cpu * 1000 / (tps * seconds), 3)
-        out["pg_machine_cpu_ms_per_entry"] = round(busy * 1000 / (tps * seconds), 3)
+        # Where the time goes: one process posting back to back, its own CPU and the machine's,
+        # both over its measured window only (not its start-up).
+        one = run_workers(url, ids, "uniform", 1, seconds)
+        entries = one.tps * seconds
+        out["pg_client_cpu_ms_per_entry"] = round(one.cpu_seconds * 1000 / entries, 3)
+        out["pg_machine_cpu_ms_per_entry"] = round(one.machine_busy_seconds * 1000 / entries, 3)
         _force_single_shard(url)
-        tps, _, _ = run_workers(url, ids, "hot", 8, seconds)
+        tps = run_workers(url, ids, "hot", 8, seconds).tps
         out["pg_hot_unsharded_tps"] = round(tps)
     finally:
         with eng.connect() as c:
