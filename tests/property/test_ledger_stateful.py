@@ -112,21 +112,21 @@ RULES: dict[str, RuleSpec] = {
     "1102": RuleSpec(
         ("merchant",),
         (
-            _leg(_CLEARING, "merchant.merchant_settlement", "merchant_amount"),
+            _leg(_CLEARING, "merchant.merchant_settlement", "merchant_amount", optional=True),
             _leg(_CLEARING, "platform.commission_income", "commission", optional=True),
         ),
     ),
     "2001": RuleSpec(
         ("merchant",),
         (
-            _leg("platform.escrow", "merchant.merchant_settlement", "merchant_amount"),
+            _leg("platform.escrow", "merchant.merchant_settlement", "merchant_amount", optional=True),
             _leg("platform.escrow", "platform.commission_income", "commission", optional=True),
         ),
     ),
     "3102": RuleSpec(
         ("merchant",),
         (
-            _leg("merchant.merchant_settlement", _CLEARING, "merchant_amount"),
+            _leg("merchant.merchant_settlement", _CLEARING, "merchant_amount", optional=True),
             _leg("platform.commission_income", _CLEARING, "commission", optional=True),
         ),
     ),

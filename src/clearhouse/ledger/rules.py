@@ -142,8 +142,10 @@ def _parse_rule(raw: dict[str, Any]) -> PostingRule:
     if not isinstance(raw_legs, list) or not raw_legs:
         raise ConfigurationError(f"posting rules: {code} has no legs")
     legs = tuple(_parse_leg(code, i, leg) for i, leg in enumerate(raw_legs))
-    if all(leg.optional for leg in legs):
-        raise ConfigurationError(f"posting rules: {code} needs at least one required leg")
+    if len(legs) == 1 and legs[0].optional:
+        # An entry whose legs are all optional and all zero is refused when rendered
+        # (AMOUNT_NOT_POSITIVE); a sole optional leg could only ever mean that.
+        raise ConfigurationError(f"posting rules: {code} has a single leg and it is optional")
     return PostingRule(code=code, name=name, legs=legs)
 
 

@@ -7,6 +7,7 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, select
+from sqlalchemy.engine import Connection
 
 from clearhouse.accounts.model import PLATFORM_ACCOUNT_ID
 from clearhouse.clock import Clock
@@ -51,6 +52,13 @@ class Ledger:
         transaction back and runs it again, when the stored winner answers the loser.
         """
         return self._submit(requests, system=False)
+
+    def submit_in(self, conn: Connection, requests: Sequence[Request]) -> list[Outcome]:
+        """Process requests inside the caller's transaction: a payment's state change, its
+        entries and its outbox event commit or roll back together. The caller runs the
+        transaction with ``run_in_transaction(..., retry_integrity=True)`` so a key race is
+        settled as in ``submit``."""
+        return process(conn, requests, self._ctx, self.clock.now())
 
     def _submit(self, requests: Sequence[Request], *, system: bool) -> list[Outcome]:
         if not requests:

@@ -59,7 +59,7 @@ def rule_text(legs: str, code: str = "1234") -> str:
             rule_text(
                 '{ debit = "platform.escrow", credit = "platform.capital", amount = "a", optional = true }'
             ),
-            "required leg",
+            "single leg and it is optional",
         ),
         (
             rule_text('{ debit = "escrow", credit = "platform.capital", amount = "a" }'),
@@ -102,7 +102,7 @@ def test_render_checks_parties_and_amounts():
             {"merchant": "a"},
             Reason.UNEXPECTED_AMOUNT,
         ),
-        ({"merchant_amount": 0, "commission": 5}, {"merchant": "a"}, Reason.AMOUNT_NOT_POSITIVE),
+        ({"merchant_amount": 0, "commission": 0}, {"merchant": "a"}, Reason.AMOUNT_NOT_POSITIVE),
         ({"merchant_amount": 95, "commission": -1}, {"merchant": "a"}, Reason.AMOUNT_NOT_POSITIVE),
         ({"merchant_amount": 2**63, "commission": 0}, {"merchant": "a"}, Reason.AMOUNT_TOO_LARGE),
     ]
@@ -110,3 +110,7 @@ def test_render_checks_parties_and_amounts():
         found = render(rule, amounts, parties)
         assert isinstance(found, Rejection), (amounts, parties)
         assert found.reason is reason
+    # Every leg optional: a commission that takes the whole amount leaves one leg.
+    only_commission = render(rule, {"merchant_amount": 0, "commission": 5}, {"merchant": "a"})
+    assert not isinstance(only_commission, Rejection)
+    assert [(leg.leg.amount, leg.amount) for leg in only_commission] == [("commission", 5)]
