@@ -218,3 +218,173 @@ ledger_days = Table(
     Column("closed_at", Instant, nullable=False),
     Column("entry_count", Integer, nullable=False),
 )
+
+# --- gateway --------------------------------------------------------------------------------
+
+merchants = Table(
+    "merchants",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("status", String(16), nullable=False),  # active | suspended
+    # The ledger account holding the merchant's fund accounts (merchant_settlement, ...).
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False, unique=True),
+    Column("currency", String(3), nullable=False),
+    Column("commission_bps", Integer, nullable=False),
+    Column("webhook_url", String(500), nullable=True),
+    Column("webhook_secret_sealed", LargeBinary, nullable=False),
+    Column("created_at", Instant, nullable=False),
+    CheckConstraint("commission_bps BETWEEN 0 AND 10000", name="commission_bps"),
+)
+
+# Request-signing keys. The secret is needed to verify an HMAC, so it is stored encrypted under
+# the server's key, never in clear (ADR 0004); the id is public.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("merchant_id", String(40), ForeignKey("merchants.id"), nullable=False, index=True),
+    Column("secret_sealed", LargeBinary, nullable=False),
+    Column("status", String(16), nullable=False),  # active | revoked
+    Column("created_at", Instant, nullable=False),
+)
+
+# Nonces seen inside the signature window; older rows are pruned.
+api_nonces = Table(
+    "api_nonces",
+    metadata,
+    Column("key_id", String(40), primary_key=True),
+    Column("nonce", String(64), primary_key=True),
+    Column("seen_at", Instant, nullable=False, index=True),
+    sqlite_with_rowid=False,
+)
+
+# Idempotency-Key of the merchant API: the stored response is what a retry gets back.
+api_idempotency = Table(
+    "api_idempotency",
+    metadata,
+    Column("merchant_id", String(40), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("request_hash", LargeBinary(32), nullable=False),
+    Column("state", String(16), nullable=False),  # in_flight | done
+    Column("status_code", SmallInteger, nullable=True),
+    Column("response", Text, nullable=True),
+    Column("created_at", Instant, nullable=False),
+    Column("locked_until", Instant, nullable=True),
+    sqlite_with_rowid=False,
+)
+
+payment_intents = Table(
+    "payment_intents",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("merchant_id", String(40), ForeignKey("merchants.id"), nullable=False),
+    Column("merchant_order_id", String(64), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("description", String(128), nullable=False),
+    Column("settlement", String(16), nullable=False),  # instant | escrow
+    Column("commission", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("request_hash", LargeBinary(32), nullable=False),
+    Column("expires_at", Instant, nullable=False),
+    Column("succeeded_attempt_id", String(40), nullable=True),
+    Column("fee", BigInteger, nullable=True),
+    Column("refunded", BigInteger, nullable=False),
+    Column("refund_count", Integer, nullable=False),
+    Column("paid_at", Instant, nullable=True),
+    Column("created_at", Instant, nullable=False),
+    Column("updated_at", Instant, nullable=False),
+    UniqueConstraint("merchant_id", "merchant_order_id"),
+    CheckConstraint("amount > 0", name="amount_positive"),
+    CheckConstraint("refunded >= 0 AND refunded <= amount", name="refunded_range"),
+)
+
+payment_attempts = Table(
+    "payment_attempts",
+    metadata,
+    Column("id", String(40), primary_key=True),  # our out_trade_no at the channel
+    Column("intent_id", String(40), ForeignKey("payment_intents.id"), nullable=False, index=True),
+    Column("channel", String(16), nullable=False),
+    Column("method", String(16), nullable=False),
+    Column("payer_id", String(64), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("channel_txn_id", String(64), nullable=True),
+    Column("credential", String(1000), nullable=True),
+    Column("error_code", String(64), nullable=True),
+    Column("created_at", Instant, nullable=False),
+    Column("updated_at", Instant, nullable=False),
+    # The poller's schedule: NULL once the attempt is final.
+    Column("next_poll_at", Instant, nullable=True, index=True),
+    Column("polls", Integer, nullable=False),
+)
+
+refunds = Table(
+    "refunds",
+    metadata,
+    Column("id", String(40), primary_key=True),  # our out_refund_no: the same on every retry
+    Column("intent_id", String(40), ForeignKey("payment_intents.id"), nullable=False, index=True),
+    Column("attempt_id", String(40), ForeignKey("payment_attempts.id"), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("fee_returned", BigInteger, nullable=False),  # the channel's fee share, given back
+    Column("commission_returned", BigInteger, nullable=False),
+    Column("settled", Boolean, nullable=False),  # taken back from the merchant, not escrow
+    # The ledger hold reserving the refund's money from acceptance until the channel answers.
+    Column("hold_entry_id", BigInteger, nullable=True),
+    # The merchant's Idempotency-Key: a retried request finds its refund, never makes another.
+    Column("request_key", String(128), nullable=True),
+    Column("reason", String(80), nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("channel_refund_id", String(64), nullable=True),
+    Column("error_code", String(64), nullable=True),
+    Column("created_at", Instant, nullable=False),
+    Column("updated_at", Instant, nullable=False),
+    Column("next_poll_at", Instant, nullable=True, index=True),
+    Column("polls", Integer, nullable=False),
+    CheckConstraint("amount > 0", name="amount_positive"),
+    UniqueConstraint("intent_id", "request_key"),
+)
+
+# The payment flow record (P3): every request, channel answer, notification and state change,
+# append-only. It is the evidence reconciliation works from.
+payment_events = Table(
+    "payment_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("intent_id", String(40), nullable=False, index=True),
+    Column("attempt_id", String(40), nullable=True),
+    Column("refund_id", String(40), nullable=True),
+    Column("kind", String(24), nullable=False),
+    Column("status", String(24), nullable=True),
+    Column("detail", Text, nullable=False),
+    Column("at", Instant, nullable=False),
+)
+
+# Events for merchants, written in the transaction of the change they announce.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("merchant_id", String(40), nullable=False),
+    Column("type", String(48), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", Instant, nullable=False),
+    # Webhook delivery state: NULL next_attempt_at means delivered or given up.
+    Column("delivery_state", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Instant, nullable=True, index=True),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("event_id", BigInteger, ForeignKey("outbox.id"), nullable=False, index=True),
+    Column("url", String(500), nullable=False),
+    Column("status_code", SmallInteger, nullable=True),
+    Column("error", String(200), nullable=True),
+    Column("duration_ms", Integer, nullable=False),
+    Column("manual", Boolean, nullable=False),
+    Column("at", Instant, nullable=False),
+)
