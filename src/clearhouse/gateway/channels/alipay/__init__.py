@@ -1,0 +1,1 @@
+"""The Alipay OpenAPI channel: wire protocol (``protocol``) and the ``ChannelPort`` adapter."""

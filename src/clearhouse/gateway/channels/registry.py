@@ -1,0 +1,87 @@
+"""The channels a deployment runs, each with its port and its terms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from clearhouse import fees
+from clearhouse.fees import FeeSchedule
+from clearhouse.gateway.channels.port import ChannelPort, PayMethod
+from clearhouse.gateway.errors import ChannelNotSupported, MethodNotSupported
+from clearhouse.gateway.model import RefundPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelTerms:
+    fees: FeeSchedule
+    refund_window: timedelta
+    max_refunds: int
+    methods: frozenset[PayMethod]
+    currencies: frozenset[str]
+    # Refusal codes meaning "this channel cannot return the money" (the payer's account is
+    # closed or frozen): the refund falls back to a payout (P8).
+    refund_dead_ends: frozenset[str]
+
+    @property
+    def refund_policy(self) -> RefundPolicy:
+        return RefundPolicy(self.refund_window, self.max_refunds, self.fees)
+
+
+# Published terms: WeChat Pay takes refunds for a year and at most 50 per payment; Alipay's
+# standard merchant agreement allows refunds for 12 months.
+TERMS = {
+    "wechatpay": ChannelTerms(
+        fees=fees.WECHATPAY,
+        refund_window=timedelta(days=365),
+        max_refunds=50,
+        methods=frozenset({PayMethod.NATIVE, PayMethod.JSAPI}),
+        currencies=frozenset({"CNY"}),
+        refund_dead_ends=frozenset({"USER_ACCOUNT_ABNORMAL", "ACCOUNT_ERROR"}),
+    ),
+    "alipay": ChannelTerms(
+        fees=fees.ALIPAY,
+        refund_window=timedelta(days=365),
+        max_refunds=50,
+        methods=frozenset({PayMethod.NATIVE, PayMethod.PAGE}),
+        currencies=frozenset({"CNY"}),
+        refund_dead_ends=frozenset({"ACQ.BUYER_ERROR"}),
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    port: ChannelPort
+    terms: ChannelTerms
+
+
+class Channels:
+    def __init__(self, ports: dict[str, ChannelPort]) -> None:
+        self._channels = {name: Channel(port, TERMS[name]) for name, port in ports.items()}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._channels
+
+    def names(self) -> list[str]:
+        return sorted(self._channels)
+
+    def get(self, name: str) -> Channel:
+        found = self._channels.get(name)
+        if found is None:
+            raise ChannelNotSupported(f"channel {name!r} is not enabled", channel=name)
+        return found
+
+    def check_method(self, name: str, method: str) -> PayMethod:
+        channel = self.get(name)
+        try:
+            parsed = PayMethod(method)
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed not in channel.terms.methods:
+            raise MethodNotSupported(
+                f"{name} does not take method {method!r}",
+                channel=name,
+                supported=sorted(m.value for m in channel.terms.methods),
+            )
+        return parsed
