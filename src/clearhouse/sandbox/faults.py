@@ -1,0 +1,48 @@
+"""Fault injection for the sandboxes, deterministic from a seed.
+
+Every decision is a pure function of (seed, fault, subject): the same order meets the same fault
+however requests interleave across threads, so a run can be replayed. ``forced`` names subjects
+that meet a fault whatever the rate (a test's way to say "this order's notification is lost").
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Fault(StrEnum):
+    TIMEOUT = "timeout"  # the request is processed, the answer comes too late for the client
+    LOST_NOTIFICATION = "lost_notification"  # never delivered, at any retry
+    DUPLICATE_NOTIFICATION = "duplicate_notification"  # delivered twice
+    REORDERED_NOTIFICATION = "reordered_notification"  # held back behind later ones
+    LATE_RESULT = "late_result"  # the payment completes after the day's cut-off
+    WRONG_FEE = "wrong_fee"  # the channel charges one minor unit more than its schedule
+    DUPLICATE_PAYMENT = "duplicate_payment"  # the payer pays the same order twice
+
+
+@dataclass(frozen=True, slots=True)
+class FaultPlan:
+    seed: int = 0
+    # Probability of each fault per subject, in parts per million (integers: no float rounding
+    # ambiguity about whether a given subject is hit).
+    rates_ppm: dict[Fault, int] = field(default_factory=dict)
+    forced: dict[Fault, frozenset[str]] = field(default_factory=dict)
+
+    def hits(self, fault: Fault, subject: str) -> bool:
+        if subject in self.forced.get(fault, frozenset()):
+            return True
+        rate = self.rates_ppm.get(fault, 0)
+        if rate <= 0:
+            return False
+        digest = hashlib.sha256(f"{self.seed}:{fault.value}:{subject}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") % 1_000_000 < rate
+
+    def force(self, fault: Fault, *subjects: str) -> FaultPlan:
+        forced = dict(self.forced)
+        forced[fault] = forced.get(fault, frozenset()) | frozenset(subjects)
+        return FaultPlan(self.seed, dict(self.rates_ppm), forced)
+
+
+NO_FAULTS = FaultPlan()

@@ -1,0 +1,1 @@
+"""A stateful WeChat Pay API v3 simulator: ``state`` (the account), ``app`` (HTTP), ``bills``."""
