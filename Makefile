@@ -30,6 +30,7 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ledger.py
+	$(BIN)/python bench/api.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info clearhouse-demo.db*
+	rm -rf $(VENV) build *.egg-info clearhouse-demo.db* .clearhouse-sandbox

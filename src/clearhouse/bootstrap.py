@@ -12,9 +12,12 @@ from clearhouse.config import Settings, load_settings
 from clearhouse.db import migrate
 from clearhouse.db.engine import make_engine
 from clearhouse.db.transaction import run_in_transaction
+from clearhouse.gateway.channels.port import ChannelPort
+from clearhouse.gateway.service import Gateway, build_gateway
 from clearhouse.ledger.chart import Chart, load_chart
 from clearhouse.ledger.rules import PostingRules, load_rules
 from clearhouse.ledger.service import Ledger
+from clearhouse.sealing import Sealer
 
 PLATFORM_CURRENCIES = ("CNY",)
 
@@ -55,3 +58,16 @@ def upgrade_database(app: App, currencies: tuple[str, ...] = PLATFORM_CURRENCIES
             ensure_platform(conn, app.chart, app.rules, cur, app.clock.now())
 
     run_in_transaction(app.engine, seed, retry_integrity=True)
+
+
+def gateway_for(app: App, ports: dict[str, ChannelPort], notify_base_url: str) -> Gateway:
+    """The payment gateway over this app's database and ledger; channels send their
+    notifications to ``notify_base_url``/notify/<channel>."""
+    return build_gateway(
+        app.engine,
+        app.ledger,
+        app.clock,
+        Sealer(app.settings.secret_key),
+        ports,
+        notify_base_url,
+    )

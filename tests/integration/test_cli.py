@@ -179,9 +179,26 @@ def test_unknown_currency_and_bad_dates(run, app):
     assert counts(app) == (0, 0)
 
 
-def test_demo_tells_a_balanced_day(tmp_path):
+def test_gateway_demo_resolves_every_fault_and_balances(tmp_path):
     runner = CliRunner()
-    result = runner.invoke(cli, ["demo", "--database-url", f"sqlite:///{tmp_path / 'demo.db'}"])
+    db = f"sqlite:///{tmp_path / 'demo.db'}"
+    result = runner.invoke(cli, ["demo", "--database-url", db, "--payments", "16", "--json"])
+    assert result.exit_code == 0, result.stdout
+    facts = json.loads(result.stdout)
+    assert facts["books_balance"] is True
+    statuses = {s for per in facts["payments"].values() for s in per}
+    assert statuses <= {"SUCCEEDED", "COMPLETED", "CLOSED", "FAILED"}  # nothing left open
+    assert sum(sum(per.values()) for per in facts["payments"].values()) == 16
+    assert facts["paid_entries"] == facts["paid_payments"] > 0
+    assert facts["webhooks"]["received"] == facts["webhooks"]["verified"] > 0
+    assert sum(facts["faults_planted"].values()) > 0
+
+
+def test_ledger_demo_tells_a_balanced_day(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(
+        cli, ["demo", "--ledger-only", "--database-url", f"sqlite:///{tmp_path / 'demo.db'}"]
+    )
     assert result.exit_code == 0, result.stdout
     assert "books agree" in result.stdout
     assert "INSUFFICIENT_FUNDS" in result.stdout

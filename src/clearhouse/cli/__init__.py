@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from clearhouse.cli import accounts, db, demo, ledger
+from clearhouse.cli import accounts, db, demo, gateway, ledger, sandbox
 
 app = typer.Typer(
     help="Clearhouse: payment, clearing, settlement and reconciliation core.",
@@ -14,6 +14,10 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(accounts.app, name="accounts")
 app.add_typer(ledger.app, name="ledger")
+app.add_typer(gateway.merchants, name="merchants")
+app.add_typer(gateway.api, name="api")
+app.add_typer(sandbox.app, name="sandbox")
+app.command("serve")(gateway.serve)
 app.command("demo")(demo.demo)
 
 

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import typer
 
-from clearhouse.bootstrap import build_app, upgrade_database
-from clearhouse.cli.common import EXIT_REJECTED, console, show_money, table
+from clearhouse.bootstrap import App, build_app, upgrade_database
+from clearhouse.cli.common import EXIT_REJECTED, JsonOption, console, emit_json, show_money, table
 from clearhouse.cli.ledger import print_trial_balance
 from clearhouse.clock import FixedClock
 from clearhouse.config import Settings
 from clearhouse.simulation.day import SHANGHAI, run_day
+from clearhouse.simulation.gateway_day import GatewayDay, run_gateway_day, summary
 
 DEMO_DB = Path("clearhouse-demo.db")
 
@@ -21,8 +22,15 @@ def demo(
     database_url: str | None = typer.Option(
         None, help="Run against this database instead of a fresh ./clearhouse-demo.db."
     ),
+    payments: int = typer.Option(48, help="Orders placed during the day."),
+    seed: int = typer.Option(7, help="Seed of the day's orders, payers and channel faults."),
+    ledger_only: bool = typer.Option(
+        False, help="The ledger's own day (posting rules, holds, limits) without the gateway."
+    ),
+    as_json: bool = JsonOption,
 ) -> None:
-    """Post a small marketplace day through the posting rules and show the books."""
+    """A marketplace day: orders paid through the merchant API at the WeChat Pay and Alipay
+    sandboxes, with faults injected, then what happened and the books."""
     if database_url is None:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{DEMO_DB}{suffix}").unlink(missing_ok=True)
@@ -31,40 +39,118 @@ def demo(
     app = build_app(Settings(database_url=database_url, ledger_timezone="Asia/Shanghai"), clock)
     try:
         upgrade_database(app)
-        report = run_day(app, clock)
-        console.print(
-            f"[bold]Clearhouse demo[/]: marketplace day {report.business_date} (Asia/Shanghai)\n"
-        )
-        rows = [
-            [e.at.astimezone(SHANGHAI).strftime("%H:%M"), e.what, e.result] for e in report.events
-        ]
-        console.print(table("What happened", ["time", "event", "ledger"], rows))
-        for note in report.notes:
-            console.print(note)
-        named = []
-        for label, fid in report.named_funds.items():
-            bal = app.ledger.balance(fid)
-            named.append(
-                [
-                    label,
-                    show_money(bal.posted, bal.currency),
-                    show_money(bal.available, bal.currency),
-                ]
-            )
-        console.print(table("Balances", ["fund account", "posted", "available"], named))
-        names = {code: acc.name for code, acc in app.chart.accounts.items()}
-        print_trial_balance(app.ledger.trial_balance(), names)
-        breaks = app.ledger.check()
-        if breaks:
-            for b in breaks:
-                console.print(
-                    f"[bold red]break[/] {b.check} {b.subject}: "
-                    f"expected {b.expected}, found {b.actual}"
-                )
-            raise typer.Exit(EXIT_REJECTED)
-        console.print(
-            f"[green]day {report.business_date} closed; books agree[/]: every entry balances, "
-            "balances = journal = history = general ledger"
-        )
+        if ledger_only:
+            _ledger_day(app, clock)
+        else:
+            _gateway_day(app, clock, payments, seed, as_json)
+        _books(app, clock, quiet=as_json)
     finally:
         app.close()
+
+
+def _gateway_day(app: App, clock: FixedClock, payments: int, seed: int, as_json: bool) -> None:
+    day = run_gateway_day(app, clock, payments=payments, seed=seed)
+    facts = summary(day)
+    if as_json:
+        facts["books_balance"] = not app.ledger.check()
+        emit_json(facts)
+        return
+    console.print(
+        f"[bold]Clearhouse demo[/]: {payments} orders on {day.business_date} (Asia/Shanghai), "
+        "through the merchant API to the WeChat Pay and Alipay sandboxes\n"
+    )
+    _payments_table(day)
+    planted = day.planted
+    console.print(
+        table(
+            f"Channel faults planted (sandboxes, seed {seed})",
+            ["fault", "payments hit", "what took care of it"],
+            [[f, planted.get(f, 0), _REMEDY[f]] for f in _REMEDY],
+        )
+    )
+    rows = [
+        [ch, c.get("acked", 0), c.get("refused", 0), c.get("error", 0)]
+        for ch, c in day.notifications.items()
+    ]
+    console.print(table("Notifications delivered", ["channel", "acked", "refused", "error"], rows))
+    refunds = facts["refunds"]
+    console.print(
+        table("Refunds", ["status", "count"], [[k, v] for k, v in sorted(refunds.items())])
+    )
+    if day.refusals:
+        console.print(
+            table(
+                "Requests refused (with their codes)",
+                ["code", "count"],
+                [[k, v] for k, v in sorted(day.refusals.items())],
+            )
+        )
+    console.print(
+        f"payments paid: {facts['paid_payments']}; ledger entries booking a payment: "
+        f"{day.paid_entries} (one each, whatever the channel's duplicates)"
+    )
+    console.print(
+        f"merchant webhooks: {day.webhooks_received} received, {day.webhooks_verified} with a "
+        "valid signature\n"
+    )
+
+
+_REMEDY = {
+    "timeout": "attempt UNKNOWN, never FAILED; the poller asks the channel",
+    "lost_notification": "the poller queries the channel",
+    "duplicate_notification": "applied once; the ledger's key refuses a second entry",
+    "reordered_notification": "stale answers change nothing",
+    "late_result": "paid after the cut-off: next day's bill (reconciliation)",
+    "wrong_fee": "fee differs from the schedule: reconciliation",
+    "duplicate_payment": "second charge in the bill: reconciliation refunds it",
+}
+
+
+def _payments_table(day: GatewayDay) -> None:
+    statuses = ["SUCCEEDED", "COMPLETED", "CLOSED", "FAILED", "PROCESSING"]
+    rows = []
+    for channel in ("wechatpay", "alipay"):
+        views = [v for v in day.payments if v["attempt"]["channel"] == channel]
+        paid = sum(v["amount"] for v in views if v["status"] in ("SUCCEEDED", "COMPLETED"))
+        counts = [sum(v["status"] == s for v in views) for s in statuses]
+        rows.append([channel, len(views), *counts, show_money(paid, "CNY")])
+    console.print(
+        table("Payments by channel and state", ["channel", "orders", *statuses, "paid"], rows)
+    )
+
+
+def _ledger_day(app: App, clock: FixedClock) -> None:
+    report = run_day(app, clock)
+    console.print(
+        f"[bold]Clearhouse demo[/]: marketplace day {report.business_date} (Asia/Shanghai)\n"
+    )
+    rows = [[e.at.astimezone(SHANGHAI).strftime("%H:%M"), e.what, e.result] for e in report.events]
+    console.print(table("What happened", ["time", "event", "ledger"], rows))
+    for note in report.notes:
+        console.print(note)
+    named = []
+    for label, fid in report.named_funds.items():
+        bal = app.ledger.balance(fid)
+        named.append(
+            [label, show_money(bal.posted, bal.currency), show_money(bal.available, bal.currency)]
+        )
+    console.print(table("Balances", ["fund account", "posted", "available"], named))
+
+
+def _books(app: App, clock: FixedClock, *, quiet: bool) -> None:
+    """The trial balance and the ledger's own check, after the day."""
+    if not quiet:
+        names = {code: acc.name for code, acc in app.chart.accounts.items()}
+        print_trial_balance(app.ledger.trial_balance(), names)
+    breaks = app.ledger.check()
+    if breaks:
+        for b in breaks:
+            console.print(
+                f"[bold red]break[/] {b.check} {b.subject}: expected {b.expected}, found {b.actual}"
+            )
+        raise typer.Exit(EXIT_REJECTED)
+    if not quiet:
+        console.print(
+            "[green]books agree[/]: every entry balances; balances = journal = history = "
+            "general ledger"
+        )

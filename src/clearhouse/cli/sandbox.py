@@ -1,0 +1,91 @@
+"""``clearhouse sandbox``: the channels' test mode, served over HTTP."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import typer
+
+from clearhouse.cli.common import JsonOption, console, emit_json, guarded
+from clearhouse.clock import SystemClock
+from clearhouse.config import load_settings
+from clearhouse.sandbox.faults import Fault, FaultPlan
+from clearhouse.sandbox.runner import SandboxCredentials, Sandboxes
+from clearhouse.sandbox.serving import ServedApp
+
+app = typer.Typer(
+    help="Channel sandboxes: WeChat Pay on --port, Alipay on --port + 1.",
+    invoke_without_command=True,
+)
+
+FAULT_NAMES = ", ".join(f.value for f in Fault)
+PortOption = typer.Option(8300, "--port", help="WeChat Pay's port; Alipay serves on the next.")
+HostOption = typer.Option("127.0.0.1", "--host")
+
+
+def _credentials() -> SandboxCredentials:
+    return SandboxCredentials.load_or_create(Path(load_settings().sandbox_dir))
+
+
+def base_urls(host: str, port: int) -> dict[str, str]:
+    return {"wechatpay": f"http://{host}:{port}", "alipay": f"http://{host}:{port + 1}"}
+
+
+@app.callback()
+def serve(
+    ctx: typer.Context,
+    port: int = PortOption,
+    host: str = HostOption,
+    auto_pay: bool = typer.Option(False, help="Pay every order as soon as it is created."),
+    seed: int = typer.Option(0, help="Seed of the fault plan."),
+    fault: list[str] = typer.Option(
+        [],
+        help=f"FAULT=PPM, e.g. timeout=20000 (2%); repeatable. Faults: {FAULT_NAMES}",
+    ),
+) -> None:
+    """Serve both sandboxes until interrupted (notifications delivered on their channels'
+    retry schedules)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    rates: dict[Fault, int] = {}
+    for item in fault:
+        name, _, ppm = item.partition("=")
+        if name not in {f.value for f in Fault} or not ppm.isdigit():
+            raise typer.BadParameter(
+                f"{item!r}: expected FAULT=PPM with FAULT one of {FAULT_NAMES}"
+            )
+        rates[Fault(name)] = int(ppm)
+    sandboxes = Sandboxes(_credentials(), SystemClock(), FaultPlan(seed, rates), auto_pay=auto_pay)
+    apps = sandboxes.apps()
+    urls = base_urls(host, port)
+    with ServedApp(apps["wechatpay"], host, port), ServedApp(apps["alipay"], host, port + 1):
+        sandboxes.start()
+        console.print(f"WeChat Pay sandbox on {urls['wechatpay']}, Alipay on {urls['alipay']}")
+        console.print("credentials: clearhouse sandbox credentials --json; Ctrl-C stops")
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sandboxes.stop()
+
+
+@app.command()
+def credentials(port: int = PortOption, host: str = HostOption, as_json: bool = JsonOption) -> None:
+    """What a merchant needs per channel: base URL, ids, its private key and certificate
+    serial, the APIv3 key, and the channel's public key and its id. Also the channels file
+    ``clearhouse serve --channels`` reads."""
+
+    def run() -> None:
+        document = _credentials().merchant_document(base_urls(host, port))
+        if as_json:
+            emit_json(document)
+            return
+        for name, entry in document.items():
+            creds = entry["credentials"]
+            ids = {k: v for k, v in creds.items() if "key" not in k or k.endswith("_id")}
+            console.print(f"[bold]{name}[/] {entry['base_url']} {ids}")
+        console.print("keys: use --json")
+
+    guarded(as_json, run)
