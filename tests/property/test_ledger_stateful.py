@@ -119,7 +119,9 @@ RULES: dict[str, RuleSpec] = {
     "2001": RuleSpec(
         ("merchant",),
         (
-            _leg("platform.escrow", "merchant.merchant_settlement", "merchant_amount", optional=True),
+            _leg(
+                "platform.escrow", "merchant.merchant_settlement", "merchant_amount", optional=True
+            ),
             _leg("platform.escrow", "platform.commission_income", "commission", optional=True),
         ),
     ),

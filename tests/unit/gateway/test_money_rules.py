@@ -13,7 +13,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from clearhouse.fees import ALIPAY, WECHATPAY, FeeSchedule
+from clearhouse.fees import ALIPAY, PAYPAL, STRIPE, WECHATPAY, FeeSchedule
 from clearhouse.gateway.model import (
     CHANNEL_CODES,
     IntentStatus,
@@ -243,7 +243,23 @@ def test_a_schedule_that_keeps_the_fee_returns_nothing(
     assert refunded_fee_shares(keeps, paid, fee, refunds) == [0] * len(refunds)
 
 
+@given(paid_and_refunds(full=True))
+def test_a_schedule_that_keeps_the_fixed_part_returns_only_the_percentage(
+    paid_refunds: tuple[int, list[int]],
+) -> None:
+    paid, refunds = paid_refunds
+    fee = PAYPAL.fee(cny(paid)).amount
+    shares = refunded_fee_shares(PAYPAL, paid, fee, refunds)
+    assert all(s >= 0 for s in shares)
+    assert sum(shares) == fee - PAYPAL.fixed
+
+
 def test_refunded_fee_examples() -> None:
+    # PayPal on 100.00: 3.49 + 0.49 charged; a full refund returns 3.49, a half 1.75 (half-up).
+    assert PAYPAL.fee(cny(10_000)) == cny(398)
+    assert refunded_fee_shares(PAYPAL, 10_000, 398, [5_000, 5_000]) == [175, 174]
+    assert STRIPE.fee(cny(10_000)) == cny(320)
+
     # 60 fen fee on 100.00: a third, a third, the rest, each rounded half-up cumulatively.
     assert refunded_fee_shares(WECHATPAY, 10_000, 60, [3_333, 3_333, 3_334]) == [20, 20, 20]
     # 2 fen on 2.50: 1.00 back is 0.8 -> 1, the rest 2 - 1.

@@ -30,7 +30,8 @@ class ChannelStatus(StrEnum):
 class PayMethod(StrEnum):
     NATIVE = "native"  # QR code shown by the merchant (WeChat native, Alipay precreate)
     JSAPI = "jsapi"  # inside the channel's app, payer identified (WeChat openid)
-    PAGE = "page"  # redirect to the channel's cashier page (Alipay page pay)
+    PAGE = "page"  # redirect to the channel's cashier page (Alipay page pay, PayPal approval)
+    CARD = "card"  # a card the channel already holds for the payer: payer_id is its token
 
 
 @dataclass(frozen=True, slots=True)
