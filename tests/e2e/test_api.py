@@ -240,6 +240,32 @@ def test_risk_block_and_internal_error(app, channel, merchant, clock):
         assert rows(app, payment_intents) == 1
 
 
+def test_routing_decision_cashier_and_an_open_circuit(app, client, channel, gateway, clock):
+    created = client.post("/v1/payments", payment(payer_ref="buyer-7")).json()
+    decision = client.get(f"/v1/payments/{created['id']}/routing")
+    assert decision.status_code == 200, decision.text
+    assert decision.json()["chosen"] == "wechatpay"
+    assert decision.json()["considered"][0]["excluded"] is None
+    shown = client.get("/v1/cashier?amount=12800&currency=CNY&payer_ref=buyer-7").json()
+    assert [(o["family"], o["available"]) for o in shown] == [("wechatpay", True)]
+
+    for _ in range(5):  # the channel stops answering
+        gateway.router.record_call("wechatpay", ok=False)
+    before = rows(app, payment_intents)
+    refused = client.post("/v1/payments", payment(merchant_order_id="o-2"))
+    assert error_code(refused) == "NO_ROUTE", refused.text
+    assert refused.status_code == ERROR_STATUS["NO_ROUTE"]
+    assert refused.json()["error"]["reasons"] == {"wechatpay": "CIRCUIT_OPEN"}
+    assert rows(app, payment_intents) == before
+    shown = client.get("/v1/cashier?amount=12800&currency=CNY").json()
+    assert (shown[0]["available"], shown[0]["reason"]) == (False, "CIRCUIT_OPEN")
+
+    clock.advance(timedelta(seconds=30))  # cool-down over: a trial goes through and heals it
+    retried = client.post("/v1/payments", payment(merchant_order_id="o-2"))
+    assert retried.status_code == 201, retried.text
+    assert client.get("/v1/cashier?amount=1&currency=CNY").json()[0]["available"]
+
+
 def test_every_published_error_code_is_driven_by_a_test():
     """Each code in the one list is asserted by a test of this module, except the server's own
     trouble, which is a fault and not reachable by a request."""

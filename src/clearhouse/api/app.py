@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from clearhouse.api import guard, signing
 from clearhouse.api.errors import error_response
 from clearhouse.api.schemas import (
+    CashierOption,
     DeliveryOut,
     ErrorOut,
     EventOut,
@@ -29,6 +30,7 @@ from clearhouse.api.schemas import (
     PaymentOut,
     RefundCreate,
     RefundOut,
+    RoutingOut,
 )
 from clearhouse.errors import ClearhouseError
 from clearhouse.gateway.model import Settlement
@@ -113,11 +115,34 @@ def create_api(gateway: Gateway, threads: int = 8) -> FastAPI:
                     settlement=Settlement(req.settlement),
                     expires_at=req.expires_at,
                     payer_id=req.payer_id,
+                    payer_ref=req.payer_ref,
                 ),
             )
             return 201, view(intent, gateway.payments.attempts(intent.id))
 
         return await guarded(request, handle, idempotent=True)
+
+    @api.get("/v1/payments/{payment_id}/routing", response_model=RoutingOut, responses=_ERRORS)
+    async def get_routing(payment_id: str, request: Request) -> Response:
+        def handle(caller: guard.Caller, body: bytes) -> tuple[int, Any]:
+            intent = gateway.payments.get(caller.merchant_id, payment_id)
+            return 200, gateway.router.decision(intent.id)
+
+        return await guarded(request, handle, idempotent=False)
+
+    @api.get("/v1/cashier", response_model=list[CashierOption], responses=_ERRORS)
+    async def get_cashier(
+        request: Request,
+        amount: Annotated[int, Query(ge=1, le=MAX_ID)],
+        currency: Annotated[str, Query(pattern=r"^[A-Z]{3}$")],
+        payer_ref: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    ) -> Response:
+        def handle(caller: guard.Caller, body: bytes) -> tuple[int, Any]:
+            money = Money(amount, currency)
+            options = gateway.router.cashier(caller.merchant_id, money, payer_ref)
+            return 200, [dataclasses.asdict(o) for o in options]
+
+        return await guarded(request, handle, idempotent=False)
 
     @api.get("/v1/payments/{payment_id}", response_model=PaymentOut, responses=_ERRORS)
     async def get_payment(payment_id: str, request: Request) -> Response:

@@ -37,6 +37,7 @@ ERROR_STATUS: dict[str, int] = {
     "CURRENCY_NOT_SUPPORTED": 422,
     "CHANNEL_NOT_SUPPORTED": 422,
     "METHOD_NOT_SUPPORTED": 422,
+    "NO_ROUTE": 422,  # every channel that could carry it is over a limit or unavailable
     "ORDER_EXPIRED": 422,
     "DUPLICATE_ORDER": 409,
     "RISK_DECLINED": 402,

@@ -18,14 +18,25 @@ class PaymentCreate(BaseModel):
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")
     description: str = Field(min_length=1, max_length=128)
     # Free text, not an enum: which channels are enabled is the deployment's choice.
-    channel: str = Field(pattern=r"^[a-z]{2,16}$", examples=["wechatpay", "alipay"])
-    method: Literal["native", "jsapi", "page"] = Field(
+    channel: str = Field(
+        pattern=r"^[a-z_]{2,16}$",
+        examples=["wechatpay", "alipay", "card"],
+        description="a channel, or a family of channels (card): routing picks one",
+    )
+    method: Literal["native", "jsapi", "page", "card"] = Field(
         description="native: QR code; jsapi: in the channel's app (needs payer_id); page: "
-        "the channel's cashier page. Not every channel takes every method."
+        "the channel's cashier page; card: a card the channel holds (payer_id is its token). "
+        "Not every channel takes every method."
     )
     settlement: Literal["instant", "escrow"] = "escrow"
     expires_at: AwareDatetime | None = None
     payer_id: str | None = Field(default=None, min_length=1, max_length=64)
+    payer_ref: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="your id for the payer: the cashier shows their last method first",
+    )
 
 
 class RefundCreate(BaseModel):
@@ -103,3 +114,33 @@ class EventOut(BaseModel):
     created_at: datetime
     delivery_state: str
     attempts: int
+
+
+class ConsideredOut(BaseModel):
+    channel: str
+    excluded: str | None
+    success_ppm: int
+    fee: int
+    weight: int
+    score: int
+    circuit: str
+
+
+class RoutingOut(BaseModel):
+    requested: str
+    method: str
+    chosen: str
+    seed: int
+    draw: int
+    considered: list[ConsideredOut]
+    created_at: datetime
+
+
+class CashierOption(BaseModel):
+    family: str
+    available: bool
+    channels: list[str]
+    success_ppm: int
+    fee: int | None
+    reason: str | None
+    last_used: bool

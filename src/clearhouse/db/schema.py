@@ -293,9 +293,12 @@ payment_intents = Table(
     Column("refunded", BigInteger, nullable=False),
     Column("refund_count", Integer, nullable=False),
     Column("paid_at", Instant, nullable=True),
+    # The merchant's reference for the payer: the cashier puts their last method first.
+    Column("payer_ref", String(64), nullable=True),
     Column("created_at", Instant, nullable=False),
     Column("updated_at", Instant, nullable=False),
     UniqueConstraint("merchant_id", "merchant_order_id"),
+    Index("ix_payment_intents_payer", "merchant_id", "payer_ref", "paid_at"),
     CheckConstraint("amount > 0", name="amount_positive"),
     CheckConstraint("refunded >= 0 AND refunded <= amount", name="refunded_range"),
 )
@@ -387,4 +390,50 @@ webhook_deliveries = Table(
     Column("duration_ms", Integer, nullable=False),
     Column("manual", Boolean, nullable=False),
     Column("at", Instant, nullable=False),
+)
+
+# --- routing --------------------------------------------------------------------------------
+
+# Each channel's recent record for routing (gateway/routing.py): decayed counts in millionths
+# (integers, so both databases round-trip them exactly) and its circuit breaker.
+channel_health = Table(
+    "channel_health",
+    metadata,
+    Column("channel", String(16), primary_key=True),
+    Column("paid_e6", BigInteger, nullable=False),
+    Column("settled_e6", BigInteger, nullable=False),
+    Column("calls_e6", BigInteger, nullable=False),
+    Column("errors_e6", BigInteger, nullable=False),
+    Column("circuit", String(16), nullable=False),  # closed | open | half_open
+    Column("open_until", Instant, nullable=True),
+    Column("openings", Integer, nullable=False),
+    Column("updated_at", Instant, nullable=False),
+)
+
+# What each channel (and each card on it) has carried per business day, for daily limits.
+# Counted when an attempt is stored, given back when it fails or closes.
+channel_usage = Table(
+    "channel_usage",
+    metadata,
+    Column("channel", String(16), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("card", String(64), primary_key=True),  # "" for the channel's total
+    Column("used_minor", BigInteger, nullable=False),
+    CheckConstraint("used_minor >= 0", name="used_minor_non_negative"),
+    sqlite_with_rowid=False,
+)
+
+# Every routing decision, with what was considered and why (visible through the API).
+routing_decisions = Table(
+    "routing_decisions",
+    metadata,
+    Column("intent_id", String(40), ForeignKey("payment_intents.id"), primary_key=True),
+    Column("requested", String(16), nullable=False),  # the channel or family asked for
+    Column("method", String(16), nullable=False),
+    Column("chosen", String(16), nullable=False),
+    Column("seed", BigInteger, nullable=False),
+    Column("draw", BigInteger, nullable=False),
+    Column("considered", Text, nullable=False),  # JSON list, one object per channel
+    Column("created_at", Instant, nullable=False),
 )

@@ -32,6 +32,13 @@ class AmountTooLarge(InvalidPayment):
     code = "AMOUNT_TOO_LARGE"
 
 
+class NoRoute(InvalidPayment):
+    """No enabled channel can carry the payment now (limits, open circuits, method, currency);
+    ``reasons`` names each channel's."""
+
+    code = "NO_ROUTE"
+
+
 class OrderExpired(InvalidPayment):
     code = "ORDER_EXPIRED"
 

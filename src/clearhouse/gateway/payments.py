@@ -25,11 +25,13 @@ from clearhouse.gateway.channels.port import ChannelResult, ChannelStatus, PayMe
 from clearhouse.gateway.channels.registry import Channels
 from clearhouse.gateway.errors import (
     AmountTooLarge,
+    ChannelNotSupported,
     CurrencyNotSupported,
     DuplicateOrder,
     InvalidPayment,
     InvalidTransition,
     LedgerRefused,
+    MethodNotSupported,
     OrderExpired,
     RiskDeclined,
 )
@@ -48,6 +50,7 @@ from clearhouse.gateway.model import (
     payment_posts,
     prorated,
 )
+from clearhouse.gateway.router import Router
 from clearhouse.ids import new_id
 from clearhouse.ledger.requests import Post
 from clearhouse.ledger.service import Ledger
@@ -74,6 +77,7 @@ class PaymentRequest:
     settlement: Settlement
     expires_at: datetime | None = None
     payer_id: str | None = None
+    payer_ref: str | None = None  # the merchant's id for the payer (cashier ordering)
 
     def digest(self) -> bytes:
         """What identifies the request: a retry with the same order id must match it."""
@@ -87,6 +91,7 @@ class PaymentRequest:
             self.settlement.value,
             "" if self.expires_at is None else self.expires_at.isoformat(),
             self.payer_id or "",
+            self.payer_ref or "",
         ]
         return hashlib.sha256("\x1f".join(fields).encode()).digest()
 
@@ -100,20 +105,26 @@ class Payments:
         channels: Channels,
         risk: RiskCheck,
         notify_base_url: str,
+        router: Router,
     ) -> None:
         self.engine = engine
         self.ledger = ledger
         self.clock = clock
         self.channels = channels
         self.risk = risk
+        self.router = router
         self.notify_base_url = notify_base_url.rstrip("/")
 
     # --- taking a payment ---------------------------------------------------------------------
 
     def create(self, merchant_id: str, req: PaymentRequest) -> records.Intent:
         """Validate, pass the risk check point, store, send. A retry with the same merchant
-        order id and the same request gets the stored payment back, without a second send."""
-        method = self.channels.check_method(req.channel, req.method)
+        order id and the same request gets the stored payment back, without a second send.
+        ``req.channel`` names a channel or a family of them ("card"): routing picks one."""
+        if req.channel in self.channels:
+            method = self.channels.check_method(req.channel, req.method)
+        else:
+            method = _pay_method(req.method)
         stored, attempt, fresh = run_in_transaction(
             self.engine, lambda c: self._store(c, merchant_id, req), retry_integrity=True
         )
@@ -171,15 +182,19 @@ class Payments:
                 expires_at=expires_at,
                 refunded=0,
                 refund_count=0,
+                payer_ref=req.payer_ref,
                 created_at=now,
                 updated_at=now,
             )
+        )
+        channel = self.router.choose(
+            conn, intent_id, req.channel, req.method, req.amount, _card(req.method, req.payer_id)
         )
         conn.execute(
             payment_attempts.insert().values(
                 id=attempt_id,
                 intent_id=intent_id,
-                channel=req.channel,
+                channel=channel,
                 method=req.method,
                 payer_id=req.payer_id,
                 status=AttemptStatus.CREATED.value,
@@ -200,8 +215,13 @@ class Payments:
         return records.intent(conn, intent_id), attempt_id, True
 
     def _validate(self, merchant: Merchant, req: PaymentRequest, now: datetime) -> datetime:
-        terms = self.channels.get(req.channel).terms
-        if req.amount.currency != merchant.currency or req.amount.currency not in terms.currencies:
+        names = self.channels.routable(req.channel)
+        if not names:
+            raise ChannelNotSupported(
+                f"channel {req.channel!r} is not enabled", channel=req.channel
+            )
+        currencies = {c for n in names for c in self.channels.get(n).terms.currencies}
+        if req.amount.currency != merchant.currency or req.amount.currency not in currencies:
             raise CurrencyNotSupported(
                 f"{req.channel} for this merchant takes {merchant.currency}, not "
                 f"{req.amount.currency}",
@@ -238,7 +258,9 @@ class Payments:
             expires_at=intent.expires_at,
             payer_id=payer_id,
         )
-        self.apply(attempt_id, channel.port.pay(order), "response")
+        result = channel.port.pay(order)
+        self.router.record_call(channel.port.name, result.status is not ChannelStatus.UNKNOWN)
+        self.apply(attempt_id, result, "response")
 
     def _attempt_channel(self, attempt_id: str) -> str:
         with self.engine.connect() as conn:
@@ -318,6 +340,12 @@ class Payments:
             update(payment_attempts).where(payment_attempts.c.id == attempt_id).values(values)
         )
         self._follow(conn, intent, attempt, target, result, now)
+        if target in FINAL_ATTEMPT:
+            if target is not AttemptStatus.SUCCEEDED:
+                card = _card(attempt.method, attempt.payer_id)
+                self.router.release(conn, attempt.channel, intent.amount, card, attempt.created_at)
+            # Last, so the channel's health row is locked only until the commit.
+            self.router.record_outcome(conn, attempt.channel, target is AttemptStatus.SUCCEEDED)
         return True
 
     def _paid_after_close(
@@ -530,3 +558,17 @@ def view(intent: records.Intent, attempts: list[records.Attempt]) -> dict[str, A
             "error_code": latest.error_code,
         },
     }
+
+
+def _pay_method(method: str) -> PayMethod:
+    try:
+        return PayMethod(method)
+    except ValueError:
+        raise MethodNotSupported(
+            f"unknown method {method!r}", supported=sorted(m.value for m in PayMethod)
+        ) from None
+
+
+def _card(method: str, payer_id: str | None) -> str | None:
+    """The card a payment draws on (its per-card limits), for card payments."""
+    return payer_id if method == PayMethod.CARD.value else None

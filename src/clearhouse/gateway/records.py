@@ -78,6 +78,7 @@ class Attempt:
     error_code: str | None
     next_poll_at: datetime | None
     polls: int
+    created_at: datetime
 
     @classmethod
     def from_row(cls, row: Any) -> Attempt:
@@ -93,6 +94,7 @@ class Attempt:
             error_code=row.error_code,
             next_poll_at=row.next_poll_at,
             polls=row.polls,
+            created_at=row.created_at,
         )
 
 

@@ -8,11 +8,12 @@ from sqlalchemy import Engine
 
 from clearhouse.clock import Clock
 from clearhouse.gateway.channels.port import ChannelPort
-from clearhouse.gateway.channels.registry import Channels
+from clearhouse.gateway.channels.registry import Channels, ChannelTerms
 from clearhouse.gateway.notifications import Notifications
 from clearhouse.gateway.payments import Payments
 from clearhouse.gateway.poller import Poller
 from clearhouse.gateway.refunds import Refunds
+from clearhouse.gateway.router import Router
 from clearhouse.ledger.service import Ledger
 from clearhouse.outbox.webhooks import Webhooks
 from clearhouse.risk.checkpoint import AllowAll, RiskCheck
@@ -25,6 +26,7 @@ class Gateway:
     clock: Clock
     sealer: Sealer
     payments: Payments
+    router: Router
     refunds: Refunds
     notifications: Notifications
     poller: Poller
@@ -46,14 +48,21 @@ def build_gateway(
     notify_base_url: str,
     risk: RiskCheck | None = None,
     webhooks: Webhooks | None = None,
+    routing_seed: int = 0,
+    terms: dict[str, ChannelTerms] | None = None,
 ) -> Gateway:
-    payments = Payments(engine, ledger, clock, Channels(ports), risk or AllowAll(), notify_base_url)
+    channels = Channels(ports, terms)
+    router = Router(engine, clock, channels, ledger.zone, seed=routing_seed)
+    payments = Payments(
+        engine, ledger, clock, channels, risk or AllowAll(), notify_base_url, router
+    )
     refunds = Refunds(payments)
     return Gateway(
         engine=engine,
         clock=clock,
         sealer=sealer,
         payments=payments,
+        router=router,
         refunds=refunds,
         notifications=Notifications(payments, refunds),
         poller=Poller(payments, refunds),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from clearhouse import fees
@@ -10,6 +10,7 @@ from clearhouse.fees import FeeSchedule
 from clearhouse.gateway.channels.port import ChannelPort, PayMethod
 from clearhouse.gateway.errors import ChannelNotSupported, MethodNotSupported
 from clearhouse.gateway.model import RefundPolicy
+from clearhouse.gateway.routing import Limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,9 @@ class ChannelTerms:
     # Refusal codes meaning "this channel cannot return the money" (the payer's account is
     # closed or frozen): the refund falls back to a payout (P8).
     refund_dead_ends: frozenset[str]
+    family: str  # what the payer sees at the cashier; channels of one family route together
+    limits: Limits = field(default_factory=Limits)
+    weight: int = 100
 
     @property
     def refund_policy(self) -> RefundPolicy:
@@ -38,6 +42,7 @@ TERMS = {
         methods=frozenset({PayMethod.NATIVE, PayMethod.JSAPI}),
         currencies=frozenset({"CNY"}),
         refund_dead_ends=frozenset({"USER_ACCOUNT_ABNORMAL", "ACCOUNT_ERROR"}),
+        family="wechatpay",
     ),
     "alipay": ChannelTerms(
         fees=fees.ALIPAY,
@@ -46,6 +51,7 @@ TERMS = {
         methods=frozenset({PayMethod.NATIVE, PayMethod.PAGE}),
         currencies=frozenset({"CNY"}),
         refund_dead_ends=frozenset({"ACQ.BUYER_ERROR"}),
+        family="alipay",
     ),
 }
 
@@ -57,14 +63,30 @@ class Channel:
 
 
 class Channels:
-    def __init__(self, ports: dict[str, ChannelPort]) -> None:
-        self._channels = {name: Channel(port, TERMS[name]) for name, port in ports.items()}
+    def __init__(
+        self, ports: dict[str, ChannelPort], terms: dict[str, ChannelTerms] | None = None
+    ) -> None:
+        """``terms``: a deployment's own terms for some channels (limits, weights, another
+        instance of a channel under its own name); the published ones otherwise."""
+        own = terms or {}
+        self._channels = {
+            name: Channel(port, own[name] if name in own else TERMS[name])
+            for name, port in ports.items()
+        }
 
     def __contains__(self, name: str) -> bool:
         return name in self._channels
 
     def names(self) -> list[str]:
         return sorted(self._channels)
+
+    def routable(self, requested: str) -> list[str]:
+        """The channels a request for ``requested`` (a channel or a family) may go to."""
+        return [
+            name
+            for name, ch in sorted(self._channels.items())
+            if requested in (name, ch.terms.family)
+        ]
 
     def get(self, name: str) -> Channel:
         found = self._channels.get(name)
