@@ -1,0 +1,1 @@
+"""The Stripe channel: ``protocol`` (keys, webhook signatures, form encoding) and ``adapter``."""

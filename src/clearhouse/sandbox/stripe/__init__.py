@@ -1,0 +1,2 @@
+"""A stateful Stripe API simulator: ``state`` (PaymentIntents, refunds), ``ledger`` (balance
+transactions, payouts), ``events`` (webhooks), ``reports`` (payout reconciliation), ``app``."""
