@@ -1,0 +1,1 @@
+"""The PayPal channel: wire format (``protocol``) and the ``ChannelPort`` adapter."""
