@@ -47,6 +47,7 @@ def add_merchant(
     commission_bps: int = 500,
     webhook_url: str | None = None,
     name: str = "Tea House",
+    currency: str = "CNY",
 ) -> MerchantFixture:
     merchant, key, secret = run_in_transaction(
         app.engine,
@@ -55,7 +56,7 @@ def add_merchant(
             app.chart,
             gateway.sealer,
             name=name,
-            currency="CNY",
+            currency=currency,
             commission_bps=commission_bps,
             webhook_url=webhook_url,
             pii_key=b"test",

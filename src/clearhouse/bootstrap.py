@@ -19,7 +19,7 @@ from clearhouse.ledger.rules import PostingRules, load_rules
 from clearhouse.ledger.service import Ledger
 from clearhouse.sealing import Sealer
 
-PLATFORM_CURRENCIES = ("CNY",)
+PLATFORM_CURRENCIES = ("CNY", "USD")
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from contextlib import ExitStack
 from pathlib import Path
 
 import typer
@@ -11,16 +12,19 @@ from clearhouse.cli.common import JsonOption, console, emit_json, guarded
 from clearhouse.clock import SystemClock
 from clearhouse.config import load_settings
 from clearhouse.sandbox.faults import Fault, FaultPlan
-from clearhouse.sandbox.runner import SandboxCredentials, Sandboxes
+from clearhouse.sandbox.runner import CHANNELS, SandboxCredentials, Sandboxes
 from clearhouse.sandbox.serving import ServedApp
 
 app = typer.Typer(
-    help="Channel sandboxes: WeChat Pay on --port, Alipay on --port + 1.",
+    help="Channel sandboxes: WeChat Pay on --port, then Alipay, Stripe and PayPal on the next "
+    "ports.",
     invoke_without_command=True,
 )
 
 FAULT_NAMES = ", ".join(f.value for f in Fault)
-PortOption = typer.Option(8300, "--port", help="WeChat Pay's port; Alipay serves on the next.")
+PortOption = typer.Option(
+    8300, "--port", help="WeChat Pay's port; Alipay, Stripe and PayPal serve on the next three."
+)
 HostOption = typer.Option("127.0.0.1", "--host")
 
 
@@ -29,7 +33,7 @@ def _credentials() -> SandboxCredentials:
 
 
 def base_urls(host: str, port: int) -> dict[str, str]:
-    return {"wechatpay": f"http://{host}:{port}", "alipay": f"http://{host}:{port + 1}"}
+    return {name: f"http://{host}:{port + i}" for i, name in enumerate(CHANNELS)}
 
 
 @app.callback()
@@ -39,6 +43,10 @@ def serve(
     host: str = HostOption,
     auto_pay: bool = typer.Option(False, help="Pay every order as soon as it is created."),
     seed: int = typer.Option(0, help="Seed of the fault plan."),
+    notify_url: str = typer.Option(
+        "http://127.0.0.1:8000",
+        help="Clearhouse's URL: Stripe and PayPal webhooks go to <url>/notify/<channel>.",
+    ),
     fault: list[str] = typer.Option(
         [],
         help=f"FAULT=PPM, e.g. timeout=20000 (2%); repeatable. Faults: {FAULT_NAMES}",
@@ -57,11 +65,14 @@ def serve(
             )
         rates[Fault(name)] = int(ppm)
     sandboxes = Sandboxes(_credentials(), SystemClock(), FaultPlan(seed, rates), auto_pay=auto_pay)
+    sandboxes.notify_to(notify_url)
     apps = sandboxes.apps()
     urls = base_urls(host, port)
-    with ServedApp(apps["wechatpay"], host, port), ServedApp(apps["alipay"], host, port + 1):
+    with ExitStack() as served:
+        for i, name in enumerate(CHANNELS):
+            served.enter_context(ServedApp(apps[name], host, port + i))
         sandboxes.start()
-        console.print(f"WeChat Pay sandbox on {urls['wechatpay']}, Alipay on {urls['alipay']}")
+        console.print(", ".join(f"{name} on {url}" for name, url in urls.items()))
         console.print("credentials: clearhouse sandbox credentials --json; Ctrl-C stops")
         try:
             threading.Event().wait()

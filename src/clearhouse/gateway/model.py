@@ -137,8 +137,11 @@ class ChannelCodes:
 
 
 CHANNEL_CODES = {
+    "quickpay": ChannelCodes("1001", "1101", "1201", "1211", "3001", "3101"),
     "wechatpay": ChannelCodes("1002", "1102", "1202", "1212", "3002", "3102"),
     "alipay": ChannelCodes("1003", "1103", "1203", "1213", "3003", "3103"),
+    "stripe": ChannelCodes("1004", "1104", "1204", "1214", "3004", "3104"),
+    "paypal": ChannelCodes("1005", "1105", "1205", "1215", "3005", "3105"),
 }
 
 

@@ -389,7 +389,11 @@ class Payments:
             paid_at = result.paid_at or now
             values |= {"fee": fee.amount, "paid_at": paid_at, "succeeded_attempt_id": attempt.id}
             posts = payment_posts(
-                attempt.channel, intent.settlement, intent.amount, intent.commission, fee
+                self.channels.books(attempt.channel),
+                intent.settlement,
+                intent.amount,
+                intent.commission,
+                fee,
             )
             self.post_entries(conn, intent, f"pay:{attempt.id}", posts)
         conn.execute(

@@ -132,7 +132,8 @@ class Refunds:
         fee_share = terms.fees.refunded_fee(intent.amount, fee, intent.refunded, amount)
         commission_share = prorated(intent.commission, intent.amount, intent.refunded, amount)
         refund_id = new_id("ref")
-        entry = refund_posts(attempt.channel, settled, amount, commission_share, fee_share)[0]
+        books = self.payments.channels.books(attempt.channel)
+        entry = refund_posts(books, settled, amount, commission_share, fee_share)[0]
         hold_id = self._hold(conn, intent, refund_id, entry.code, entry.amounts)
         conn.execute(
             refunds.insert().values(
@@ -316,7 +317,7 @@ class Refunds:
         attempt = records.attempt(conn, refund.attempt_id)
         assert attempt is not None
         fee_posts = refund_posts(
-            attempt.channel,
+            self.payments.channels.books(attempt.channel),
             refund.settled,
             refund.amount,
             refund.commission_returned,

@@ -14,59 +14,79 @@ from fastapi import FastAPI
 
 from clearhouse.clock import Clock
 from clearhouse.gateway.channels.alipay.credentials import AlipayCredentials
+from clearhouse.gateway.channels.paypal.protocol import PaypalCredentials
+from clearhouse.gateway.channels.stripe import protocol as stripe_protocol
+from clearhouse.gateway.channels.stripe.protocol import StripeCredentials
 from clearhouse.gateway.channels.wechatpay.protocol import WechatPayCredentials
+from clearhouse.sandbox import paypal
 from clearhouse.sandbox.alipay import AlipaySandbox, alipay_notifier
 from clearhouse.sandbox.alipay import create_app as alipay_app
 from clearhouse.sandbox.faults import NO_FAULTS, FaultPlan
 from clearhouse.sandbox.notifier import Notifier
+from clearhouse.sandbox.stripe import events as stripe_events
+from clearhouse.sandbox.stripe.app import create_app as stripe_app
+from clearhouse.sandbox.stripe.state import StripeSandbox
 from clearhouse.sandbox.wechatpay.app import create_app as wechatpay_app
 from clearhouse.sandbox.wechatpay.state import WechatPaySandbox, make_notifier
 
-CHANNELS = ("wechatpay", "alipay")
+# Served in this order on consecutive ports by ``clearhouse sandbox``.
+CHANNELS = ("wechatpay", "alipay", "stripe", "paypal")
 CREDENTIALS_FILE = "credentials.json"
+_KINDS: dict[str, Any] = {
+    "wechatpay": WechatPayCredentials,
+    "alipay": AlipayCredentials,
+    "stripe": StripeCredentials,
+    "paypal": PaypalCredentials,
+}
 
 
 @dataclass(frozen=True)
 class SandboxCredentials:
     wechatpay: WechatPayCredentials
     alipay: AlipayCredentials
+    stripe: StripeCredentials
+    paypal: PaypalCredentials
 
     @classmethod
     def generate(cls) -> SandboxCredentials:
-        return cls(WechatPayCredentials.generate(), AlipayCredentials.generate())
+        return cls(**{name: kind.generate() for name, kind in _KINDS.items()})
 
     @classmethod
     def load_or_create(cls, directory: Path) -> SandboxCredentials:
-        """The sandbox keys kept in ``directory`` (private: mode 0600), made on first use."""
+        """The sandbox keys kept in ``directory`` (private: mode 0600), made on first use; a
+        channel added since the file was written gets its keys then, the others are kept."""
         path = directory / CREDENTIALS_FILE
-        if path.exists():
-            data = json.loads(path.read_text())
-            return cls(
-                WechatPayCredentials.from_dict(data["wechatpay"]),
-                AlipayCredentials.from_dict(data["alipay"]),
-            )
-        made = cls.generate()
-        directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump({"wechatpay": made.wechatpay.to_dict(), "alipay": made.alipay.to_dict()}, out)
-        return made
+        data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+        made = {
+            name: kind.from_dict(data[name]) if name in data else kind.generate()
+            for name, kind in _KINDS.items()
+        }
+        if set(data) != set(_KINDS):
+            directory.mkdir(parents=True, exist_ok=True)
+            fresh = path.with_suffix(".tmp")
+            fresh.unlink(missing_ok=True)
+            fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                json.dump({name: creds.to_dict() for name, creds in made.items()}, out)
+            fresh.replace(path)
+        return cls(**made)
 
     def merchant_document(self, base_urls: dict[str, str]) -> dict[str, Any]:
-        """Per channel: base URL and the merchant's side of the keys (ids, private key and
-        serial, APIv3 key, the channel's public key and its id) — never the channel's private
-        key. Also what ``clearhouse serve --channels`` reads."""
-        return {
-            "wechatpay": {
-                "base_url": base_urls["wechatpay"],
-                "credentials": self.wechatpay.merchant_view().to_dict(),
-            },
-            "alipay": {
-                "base_url": base_urls["alipay"],
-                "gateway_url": base_urls["alipay"] + "/gateway.do",
-                "credentials": self.alipay.merchant_view().to_dict(),
-            },
-        }
+        """Per channel in ``base_urls``: its base URL and the merchant's side of the keys (ids,
+        private key and serial, API keys, the channel's public key and its id), never the
+        channel's own secrets. Also what ``clearhouse serve --channels`` reads."""
+        document: dict[str, Any] = {}
+        for name in CHANNELS:
+            if name not in base_urls:
+                continue
+            creds = getattr(self, name)
+            document[name] = {
+                "base_url": base_urls[name],
+                "credentials": creds.merchant_view().to_dict(),
+            }
+        if "alipay" in document:
+            document["alipay"]["gateway_url"] = base_urls["alipay"] + "/gateway.do"
+        return document
 
 
 class Sandboxes:
@@ -83,6 +103,8 @@ class Sandboxes:
         self.notifiers: dict[str, Notifier] = {
             "wechatpay": make_notifier(clock),
             "alipay": alipay_notifier(clock),
+            "stripe": stripe_events.make_notifier(clock),
+            "paypal": paypal.make_notifier(clock),
         }
         self.wechatpay = WechatPaySandbox(
             credentials.wechatpay,
@@ -100,23 +122,56 @@ class Sandboxes:
             auto_pay=auto_pay,
             timeout_delay_s=timeout_delay_s,
         )
+        self.stripe = StripeSandbox(
+            credentials.stripe,
+            clock,
+            faults,
+            notifier=self.notifiers["stripe"],
+            timeout_delay_s=timeout_delay_s,
+        )
+        self.paypal = paypal.PaypalSandbox(
+            credentials.paypal,
+            clock,
+            faults,
+            notifier=self.notifiers["paypal"],
+            auto_pay=auto_pay,
+            timeout_delay_s=timeout_delay_s,
+        )
 
     def apps(self) -> dict[str, FastAPI]:
         return {
             "wechatpay": wechatpay_app(self.wechatpay),
             "alipay": alipay_app(self.alipay),
+            "stripe": stripe_app(self.stripe),
+            "paypal": paypal.create_app(self.paypal),
         }
 
+    def notify_to(self, base_url: str) -> None:
+        """Where Stripe's and PayPal's webhooks go (set per account at those channels, not per
+        order): Clearhouse's ``/notify/<channel>``."""
+        base = base_url.rstrip("/")
+        self.stripe.events.endpoints.clear()
+        self.stripe.events.add_endpoint(
+            f"{base}/notify/stripe",
+            list(stripe_protocol.HANDLED_EVENTS),
+            self.credentials.stripe.webhook_secret,
+        )
+        self.paypal.webhook_url = f"{base}/notify/paypal"
+
     def set_faults(self, plan: FaultPlan) -> None:
-        self.wechatpay.faults = plan
-        self.alipay.faults = plan
+        for sandbox in (self.wechatpay, self.alipay, self.stripe, self.paypal):
+            sandbox.faults = plan
 
     def pay(self, channel: str, out_trade_no: str) -> None:
-        """The payer pays (scans the code, confirms in the app)."""
+        """The payer pays (scans the code, confirms in the app, approves at PayPal). Card
+        channels need no payer step: their confirmation is the payment."""
         if channel == "wechatpay":
             self.wechatpay.pay(out_trade_no)
-        else:
+        elif channel == "alipay":
             self.alipay.pay(out_trade_no)
+        elif channel == "paypal":
+            order = next(o for o in self.paypal.orders.values() if o.custom_id == out_trade_no)
+            self.paypal.approve(order.id)
 
     def run_due(self) -> int:
         return sum(n.run_due() for n in self.notifiers.values())

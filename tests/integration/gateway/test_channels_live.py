@@ -7,8 +7,6 @@ scenarios are deterministic and nothing sleeps except the timeout fault.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 
 import httpx
@@ -16,72 +14,13 @@ import pytest
 from sqlalchemy import select
 
 from clearhouse.accounts.model import Role
-from clearhouse.api.app import create_api
-from clearhouse.api.client import MerchantClient
-from clearhouse.bootstrap import App, upgrade_database
-from clearhouse.clock import FixedClock
 from clearhouse.db.schema import journal_entries, payment_events
-from clearhouse.gateway.channels.config import ports_from_document
-from clearhouse.gateway.service import Gateway, build_gateway
 from clearhouse.sandbox.faults import Fault, FaultPlan
-from clearhouse.sandbox.runner import SandboxCredentials, Sandboxes
-from clearhouse.sandbox.serving import LateBound, ServedApp
-from clearhouse.sealing import Sealer
 from tests.conftest import platform_fund
-from tests.gateway_support import add_merchant
+from tests.integration.gateway.live_stack import Stack, credentials, stack
 from tests.integration.gateway.test_payments import count
 
-ADAPTER_TIMEOUT_S = 0.3
-
-
-@pytest.fixture(scope="module")
-def credentials() -> SandboxCredentials:
-    return SandboxCredentials.generate()  # RSA key generation is slow: once per module
-
-
-@dataclass
-class Stack:
-    app: App
-    clock: FixedClock
-    sandboxes: Sandboxes
-    gateway: Gateway
-    client: MerchantClient
-
-    def pay_and_notify(self, channel: str, attempt_id: str) -> None:
-        self.sandboxes.pay(channel, attempt_id)
-        self.sandboxes.run_due()
-
-    def payment(self, payment_id: str) -> dict[str, object]:
-        response = self.client.get(f"/v1/payments/{payment_id}")
-        assert response.status_code == 200, response.text
-        return dict(response.json())
-
-
-@pytest.fixture
-def stack(app: App, clock: FixedClock, credentials: SandboxCredentials) -> Iterator[Stack]:
-    upgrade_database(app)
-    sandboxes = Sandboxes(credentials, clock, timeout_delay_s=1.0)
-    apps = sandboxes.apps()
-    with (
-        ServedApp(apps["wechatpay"]) as wechat,
-        ServedApp(apps["alipay"]) as ali,
-        ServedApp(late := LateBound()) as api_server,  # the gateway needs the URL first
-    ):
-        document = credentials.merchant_document(
-            {"wechatpay": wechat.base_url, "alipay": ali.base_url}
-        )
-        ports = ports_from_document(document, clock, timeout=ADAPTER_TIMEOUT_S)
-        gateway = build_gateway(
-            app.engine, app.ledger, clock, Sealer(b"k"), ports, api_server.base_url
-        )
-        late.app = create_api(gateway)
-        merchant = add_merchant(app, gateway)
-        with httpx.Client(base_url=api_server.base_url, timeout=10) as http:
-            client = MerchantClient(
-                http, merchant.key.key_id, merchant.key.secret, lambda: clock.now().timestamp()
-            )
-            yield Stack(app, clock, sandboxes, gateway, client)
-        gateway.close()
+__all__ = ["credentials", "stack"]
 
 
 def create(stack: Stack, channel: str, order: str, amount: int = 25_600) -> dict[str, object]:

@@ -11,7 +11,11 @@ from clearhouse.clock import Clock
 from clearhouse.errors import ConfigurationError
 from clearhouse.gateway.channels.alipay.adapter import AlipayAdapter
 from clearhouse.gateway.channels.alipay.credentials import AlipayCredentials
+from clearhouse.gateway.channels.paypal.adapter import PaypalAdapter
+from clearhouse.gateway.channels.paypal.protocol import PaypalCredentials
 from clearhouse.gateway.channels.port import ChannelPort
+from clearhouse.gateway.channels.stripe.adapter import StripeAdapter
+from clearhouse.gateway.channels.stripe.protocol import StripeCredentials
 from clearhouse.gateway.channels.wechatpay.adapter import WechatPayAdapter
 from clearhouse.gateway.channels.wechatpay.protocol import WechatPayCredentials
 
@@ -35,6 +39,14 @@ def ports_from_document(
         elif name == "alipay":
             ports[name] = AlipayAdapter(
                 AlipayCredentials.from_dict(creds), base_url=base_url, timeout=timeout, clock=clock
+            )
+        elif name == "stripe":
+            ports[name] = StripeAdapter(
+                StripeCredentials.from_dict(creds), base_url=base_url, timeout=timeout, clock=clock
+            )
+        elif name == "paypal":
+            ports[name] = PaypalAdapter(
+                PaypalCredentials.from_dict(creds), base_url=base_url, timeout=timeout, clock=clock
             )
         else:
             raise ConfigurationError(f"unknown channel {name!r} in the channels document")

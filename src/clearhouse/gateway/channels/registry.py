@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from clearhouse import fees
 from clearhouse.fees import FeeSchedule
+from clearhouse.gateway.channels.paypal.protocol import CURRENCIES as PAYPAL_CURRENCIES
 from clearhouse.gateway.channels.port import ChannelPort, PayMethod
 from clearhouse.gateway.errors import ChannelNotSupported, MethodNotSupported
 from clearhouse.gateway.model import RefundPolicy
@@ -26,6 +27,9 @@ class ChannelTerms:
     family: str  # what the payer sees at the cashier; channels of one family route together
     limits: Limits = field(default_factory=Limits)
     weight: int = 100
+    # The channel whose posting rules and clearing account this one books to: a second
+    # acquirer of the same kind ("quickpay_b") shares quick pay's; empty for itself.
+    books: str = ""
 
     @property
     def refund_policy(self) -> RefundPolicy:
@@ -33,8 +37,21 @@ class ChannelTerms:
 
 
 # Published terms: WeChat Pay takes refunds for a year and at most 50 per payment; Alipay's
-# standard merchant agreement allows refunds for 12 months.
+# standard merchant agreement allows refunds for 12 months; PayPal refunds within 180 days. Stripe
+# publishes no count limit (50 is ours) and its window depends on the card network (180 days is
+# a safe common bound). Quick pay's terms are the acquirer agreement's; limits are a
+# deployment's to set (these defaults are conservative examples).
 TERMS = {
+    "quickpay": ChannelTerms(
+        fees=fees.QUICKPAY,
+        refund_window=timedelta(days=365),
+        max_refunds=50,
+        methods=frozenset({PayMethod.CARD}),
+        currencies=frozenset({"CNY"}),
+        refund_dead_ends=frozenset({"CARD_CANCELLED"}),
+        family="card",
+        limits=Limits(single=5_000_000, daily=500_000_000, card_daily=5_000_000),
+    ),
     "wechatpay": ChannelTerms(
         fees=fees.WECHATPAY,
         refund_window=timedelta(days=365),
@@ -52,6 +69,24 @@ TERMS = {
         currencies=frozenset({"CNY"}),
         refund_dead_ends=frozenset({"ACQ.BUYER_ERROR"}),
         family="alipay",
+    ),
+    "stripe": ChannelTerms(
+        fees=fees.STRIPE,
+        refund_window=timedelta(days=180),
+        max_refunds=50,
+        methods=frozenset({PayMethod.CARD}),
+        currencies=frozenset({"USD", "EUR", "GBP"}),
+        refund_dead_ends=frozenset({"expired_or_canceled_card", "lost_or_stolen_card"}),
+        family="card",
+    ),
+    "paypal": ChannelTerms(
+        fees=fees.PAYPAL,
+        refund_window=timedelta(days=180),
+        max_refunds=50,
+        methods=frozenset({PayMethod.PAGE}),
+        currencies=PAYPAL_CURRENCIES,
+        refund_dead_ends=frozenset(),
+        family="paypal",
     ),
 }
 
@@ -79,6 +114,10 @@ class Channels:
 
     def names(self) -> list[str]:
         return sorted(self._channels)
+
+    def books(self, name: str) -> str:
+        """The posting-rule channel of ``name`` (see ``ChannelTerms.books``)."""
+        return self.get(name).terms.books or name
 
     def routable(self, requested: str) -> list[str]:
         """The channels a request for ``requested`` (a channel or a family) may go to."""
