@@ -8,6 +8,7 @@ that meet a fault whatever the rate (a test's way to say "this order's notificat
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -20,6 +21,7 @@ class Fault(StrEnum):
     LATE_RESULT = "late_result"  # the payment completes after the day's cut-off
     WRONG_FEE = "wrong_fee"  # the channel charges one minor unit more than its schedule
     DUPLICATE_PAYMENT = "duplicate_payment"  # the payer pays the same order twice
+    BANK_BUSY = "bank_busy"  # the payout bank refuses an item for now (a short error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,3 +48,21 @@ class FaultPlan:
 
 
 NO_FAULTS = FaultPlan()
+
+
+class FirstTimeouts:
+    """Which calls already had their answer delayed: only the first state-changing call per
+    (operation, subject) meets the timeout fault, so a client's query or retry can find out
+    what happened. Thread-safe: the served sandboxes answer on several threads."""
+
+    def __init__(self) -> None:
+        self._seen: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    def take(self, plan: FaultPlan, operation: str, subject: str) -> bool:
+        with self._lock:
+            key = (operation, subject)
+            if key in self._seen or not plan.hits(Fault.TIMEOUT, subject):
+                return False
+            self._seen.add(key)
+            return True

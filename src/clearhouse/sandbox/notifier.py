@@ -55,6 +55,7 @@ class Notifier:
         self._clock = clock
         self._schedule = list(schedule)
         self._is_ack = is_ack
+        self._owns_client = client is None
         self._client = client or httpx.Client(timeout=5.0)
         self._heap: list[_Delivery] = []
         self._seq = itertools.count()
@@ -132,3 +133,10 @@ class Notifier:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+
+    def close(self) -> None:
+        """Stop, and release the connections of the client it made (a client passed in is its
+        owner's to close)."""
+        self.stop()
+        if self._owns_client:
+            self._client.close()

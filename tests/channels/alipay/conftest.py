@@ -4,21 +4,20 @@ that answers with the adapter's own verification and acknowledgement."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request, Response
 
 from clearhouse.clock import FixedClock
 from clearhouse.gateway.channels.alipay.adapter import AlipayAdapter
 from clearhouse.gateway.channels.alipay.protocol import AlipayCredentials
-from clearhouse.gateway.channels.port import BadNotification, Notification, PayMethod, PayOrder
+from clearhouse.gateway.channels.port import PayMethod, PayOrder
 from clearhouse.money import Money
 from clearhouse.sandbox.alipay import AlipaySandbox, alipay_notifier, create_app
 from clearhouse.sandbox.notifier import Notifier
 from clearhouse.sandbox.serving import ServedApp
+from tests.channels.receiver import VerifyingReceiver, verifying_receiver
 
 # 10:00 in Beijing: the business day 2026-11-02 is well under way.
 START = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
@@ -34,17 +33,6 @@ def clock() -> FixedClock:
     return FixedClock(START)
 
 
-@dataclass
-class Receiver:
-    """What the merchant's notify_url received; ``accept`` decides the acknowledgement."""
-
-    url: str = ""
-    accept: bool = True
-    bodies: list[bytes] = field(default_factory=list)
-    notifications: list[Notification] = field(default_factory=list)
-    rejected: list[str] = field(default_factory=list)
-
-
 @pytest.fixture(scope="session")
 def merchant(creds: AlipayCredentials) -> AlipayAdapter:
     """An adapter used only to verify notifications (it never calls out)."""
@@ -52,25 +40,9 @@ def merchant(creds: AlipayCredentials) -> AlipayAdapter:
 
 
 @pytest.fixture
-def receiver(merchant: AlipayAdapter) -> Iterator[Receiver]:
-    state = Receiver()
-    app = FastAPI()
-
-    @app.post("/notify")
-    async def notify(request: Request) -> Response:
-        body = await request.body()
-        state.bodies.append(body)
-        try:
-            state.notifications.append(merchant.parse_notification(dict(request.headers), body))
-            ack = merchant.ack(state.accept)
-        except BadNotification as exc:
-            state.rejected.append(exc.message)
-            ack = merchant.ack(False)
-        return Response(ack.body, status_code=ack.status_code, media_type=ack.media_type)
-
-    with ServedApp(app) as served:
-        state.url = f"{served.base_url}/notify"
-        yield state
+def receiver(merchant: AlipayAdapter) -> Iterator[VerifyingReceiver]:
+    with verifying_receiver(merchant, "/notify") as receiver:
+        yield receiver
 
 
 @pytest.fixture

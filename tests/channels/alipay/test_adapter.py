@@ -18,6 +18,7 @@ from clearhouse.money import Money
 from clearhouse.sandbox.alipay import AlipaySandbox, PayerError, create_app
 from clearhouse.sandbox.faults import Fault, FaultPlan
 from clearhouse.sandbox.serving import ServedApp
+from tests.channels.tamper import Tamper
 
 from .conftest import START, cny, order
 
@@ -157,22 +158,6 @@ def test_timeout_fault_then_query(
     sandbox.pay("slow")  # the precreate stood although its answer never arrived
     assert impatient.query("slow").status is ChannelStatus.SUCCEEDED
     impatient.close_client()
-
-
-class Tamper(httpx.BaseTransport):
-    """Forwards to the real server and rewrites the answer's body."""
-
-    def __init__(self, old: bytes, new: bytes) -> None:
-        self._inner = httpx.HTTPTransport()
-        self._old, self._new = old, new
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        response = self._inner.handle_request(request)
-        body = response.read().replace(self._old, self._new)
-        return httpx.Response(response.status_code, content=body)
-
-    def close(self) -> None:
-        self._inner.close()
 
 
 @contextmanager

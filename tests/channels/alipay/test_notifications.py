@@ -16,13 +16,14 @@ from clearhouse.gateway.channels.port import Ack, BadNotification, ChannelStatus
 from clearhouse.sandbox.alipay import AlipaySandbox
 from clearhouse.sandbox.faults import Fault, FaultPlan
 from clearhouse.sandbox.notifier import Notifier
+from tests.channels.receiver import VerifyingReceiver
 
-from .conftest import START, Receiver, cny, order
+from .conftest import START, cny, order
 from .test_adapter import refund
 
 
 def test_payment_notification_is_delivered_verified_and_acked(
-    adapter: AlipayAdapter, sandbox: AlipaySandbox, notifier: Notifier, receiver: Receiver
+    adapter: AlipayAdapter, sandbox: AlipaySandbox, notifier: Notifier, receiver: VerifyingReceiver
 ) -> None:
     adapter.pay(order("n-1", notify_url=receiver.url))
     trade = sandbox.pay("n-1")
@@ -41,7 +42,7 @@ def test_unacknowledged_notification_is_retried_afresh(
     adapter: AlipayAdapter,
     sandbox: AlipaySandbox,
     notifier: Notifier,
-    receiver: Receiver,
+    receiver: VerifyingReceiver,
     clock: FixedClock,
 ) -> None:
     receiver.accept = False
@@ -71,7 +72,7 @@ def test_notification_faults(
     adapter: AlipayAdapter,
     sandbox: AlipaySandbox,
     notifier: Notifier,
-    receiver: Receiver,
+    receiver: VerifyingReceiver,
     clock: FixedClock,
     fault: Fault,
     deliveries_now: int,
@@ -90,7 +91,7 @@ def test_notification_faults(
 
 
 def test_refund_notification(
-    adapter: AlipayAdapter, sandbox: AlipaySandbox, notifier: Notifier, receiver: Receiver
+    adapter: AlipayAdapter, sandbox: AlipaySandbox, notifier: Notifier, receiver: VerifyingReceiver
 ) -> None:
     adapter.pay(order("n-4", notify_url=receiver.url))
     sandbox.pay("n-4")

@@ -16,8 +16,7 @@ from clearhouse.gateway.channels.alipay.protocol import AlipayCredentials
 from clearhouse.sandbox.alipay import AlipaySandbox
 from clearhouse.sandbox.notifier import Notifier
 from clearhouse.sandbox.serving import ServedApp
-
-from .conftest import Receiver
+from tests.channels.receiver import VerifyingReceiver
 
 
 def sdk(
@@ -35,7 +34,7 @@ def sdk(
 
 
 @pytest.fixture
-def client(creds: AlipayCredentials, served: ServedApp, receiver: Receiver) -> Any:
+def client(creds: AlipayCredentials, served: ServedApp, receiver: VerifyingReceiver) -> Any:
     return sdk(creds, served, receiver.url)
 
 
@@ -84,7 +83,7 @@ def test_sdk_full_cycle(
 
 
 def test_sdk_with_the_wrong_key_is_refused(
-    creds: AlipayCredentials, served: ServedApp, receiver: Receiver
+    creds: AlipayCredentials, served: ServedApp, receiver: VerifyingReceiver
 ) -> None:
     other = AlipayCredentials.generate()
     client = sdk(creds, served, receiver.url, key=other.app_private_key_pem)
@@ -93,7 +92,7 @@ def test_sdk_with_the_wrong_key_is_refused(
 
 
 def test_sdk_verifies_a_sandbox_notification(
-    client: Any, sandbox: AlipaySandbox, notifier: Notifier, receiver: Receiver
+    client: Any, sandbox: AlipaySandbox, notifier: Notifier, receiver: VerifyingReceiver
 ) -> None:
     client.api_alipay_trade_precreate(subject="通知", out_trade_no="s-3", total_amount="3.00")
     sandbox.pay("s-3")

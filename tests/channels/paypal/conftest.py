@@ -7,21 +7,20 @@ The clock starts at the real "now": the PayPal SDK times its OAuth token with th
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request, Response
 
 from clearhouse.clock import FixedClock
 from clearhouse.gateway.channels.paypal.adapter import PaypalAdapter
 from clearhouse.gateway.channels.paypal.protocol import PaypalCredentials
-from clearhouse.gateway.channels.port import BadNotification, Notification, PayMethod, PayOrder
+from clearhouse.gateway.channels.port import PayMethod, PayOrder
 from clearhouse.money import Money
 from clearhouse.sandbox.notifier import Notifier
 from clearhouse.sandbox.paypal import PaypalSandbox, create_app, make_notifier
 from clearhouse.sandbox.serving import ServedApp
+from tests.channels.receiver import VerifyingReceiver, verifying_receiver
 
 
 @pytest.fixture(scope="session")
@@ -61,41 +60,14 @@ def adapter(
     adapter.close_client()
 
 
-@dataclass
-class Receiver:
-    """The merchant's webhook endpoint; ``accept`` decides the acknowledgement."""
-
-    url: str = ""
-    accept: bool = True
-    bodies: list[bytes] = field(default_factory=list)
-    notifications: list[Notification] = field(default_factory=list)
-    rejected: list[str] = field(default_factory=list)
-
-
 @pytest.fixture
 def receiver(
     creds: PaypalCredentials, clock: FixedClock, served: ServedApp, sandbox: PaypalSandbox
-) -> Iterator[Receiver]:
+) -> Iterator[VerifyingReceiver]:
     merchant = PaypalAdapter(creds.merchant_view(), served.base_url, timeout=5, clock=clock)
-    state = Receiver()
-    app = FastAPI()
-
-    @app.post("/webhooks/paypal")
-    async def webhook(request: Request) -> Response:
-        body = await request.body()
-        state.bodies.append(body)
-        try:
-            state.notifications.append(merchant.parse_notification(dict(request.headers), body))
-            ack = merchant.ack(state.accept)
-        except BadNotification as exc:
-            state.rejected.append(exc.message)
-            ack = merchant.ack(False)
-        return Response(ack.body, status_code=ack.status_code, media_type=ack.media_type)
-
-    with ServedApp(app) as receiving:
-        state.url = f"{receiving.base_url}/webhooks/paypal"
-        sandbox.webhook_url = state.url
-        yield state
+    with verifying_receiver(merchant, "/webhooks/paypal") as receiver:
+        sandbox.webhook_url = receiver.url
+        yield receiver
     merchant.close_client()
 
 

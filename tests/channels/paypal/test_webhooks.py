@@ -18,15 +18,16 @@ from clearhouse.sandbox.faults import Fault
 from clearhouse.sandbox.notifier import Notifier
 from clearhouse.sandbox.paypal import PaypalSandbox
 from clearhouse.sandbox.serving import ServedApp
-from tests.channels.paypal.conftest import Receiver, pay_order, usd
+from tests.channels.paypal.conftest import pay_order, usd
+from tests.channels.receiver import VerifyingReceiver
 
 
-def event_types(receiver: Receiver) -> list[str]:
+def event_types(receiver: VerifyingReceiver) -> list[str]:
     return [json.loads(body)["event_type"] for body in receiver.bodies]
 
 
 def test_payment_lifecycle_events(
-    adapter: PaypalAdapter, sandbox: PaypalSandbox, notifier: Notifier, receiver: Receiver
+    adapter: PaypalAdapter, sandbox: PaypalSandbox, notifier: Notifier, receiver: VerifyingReceiver
 ) -> None:
     created = adapter.pay(pay_order("att-wh-1", "30.00"))
     sandbox.approve(created.channel_txn_id or "")
@@ -63,7 +64,7 @@ def test_payment_lifecycle_events(
 
 
 def test_denied_capture_event(
-    adapter: PaypalAdapter, sandbox: PaypalSandbox, notifier: Notifier, receiver: Receiver
+    adapter: PaypalAdapter, sandbox: PaypalSandbox, notifier: Notifier, receiver: VerifyingReceiver
 ) -> None:
     created = adapter.pay(pay_order("att-wh-2"))
     sandbox.approve(created.channel_txn_id or "", decline=True)
@@ -142,7 +143,7 @@ def test_refused_deliveries_are_retried(
     adapter: PaypalAdapter,
     sandbox: PaypalSandbox,
     notifier: Notifier,
-    receiver: Receiver,
+    receiver: VerifyingReceiver,
     clock: FixedClock,
 ) -> None:
     receiver.accept = False
@@ -162,7 +163,7 @@ def test_notification_faults(
     adapter: PaypalAdapter,
     sandbox: PaypalSandbox,
     notifier: Notifier,
-    receiver: Receiver,
+    receiver: VerifyingReceiver,
     clock: FixedClock,
 ) -> None:
     faults = sandbox.faults.force(Fault.LOST_NOTIFICATION, "att-lost")

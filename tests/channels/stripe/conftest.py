@@ -9,11 +9,9 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pytest
-from fastapi import FastAPI, Request, Response
 
 from clearhouse.clock import FixedClock
 from clearhouse.gateway.channels.stripe.adapter import StripeAdapter
@@ -23,6 +21,7 @@ from clearhouse.sandbox.serving import ServedApp
 from clearhouse.sandbox.stripe.app import create_app
 from clearhouse.sandbox.stripe.events import make_notifier
 from clearhouse.sandbox.stripe.state import StripeSandbox
+from tests.channels.receiver import ScriptedReceiver, scripted_receiver
 
 
 @pytest.fixture
@@ -35,30 +34,10 @@ def clock() -> FixedClock:
     return FixedClock(datetime.now(UTC).replace(microsecond=0))
 
 
-@dataclass
-class Receiver:
-    """A merchant's webhook endpoint: records what arrives, answers from a script."""
-
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    answers: list[int] = field(default_factory=list)  # status per delivery; then 200
-    url: str = ""
-
-    def app(self) -> FastAPI:
-        app = FastAPI()
-
-        @app.post("/webhooks")
-        async def webhook(request: Request) -> Response:
-            self.received.append((dict(request.headers), await request.body()))
-            return Response(status_code=self.answers.pop(0) if self.answers else 200)
-
-        return app
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    receiver = Receiver()
-    with ServedApp(receiver.app()) as served:
-        receiver.url = f"{served.base_url}/webhooks"
+def receiver() -> Iterator[ScriptedReceiver]:
+    """A merchant's webhook endpoint: answers 200 unless scripted."""
+    with scripted_receiver("/webhooks", default_status=200) as receiver:
         yield receiver
 
 
@@ -69,7 +48,7 @@ def notifier(clock: FixedClock) -> Notifier:
 
 @pytest.fixture
 def sandbox(
-    creds: StripeCredentials, clock: FixedClock, notifier: Notifier, receiver: Receiver
+    creds: StripeCredentials, clock: FixedClock, notifier: Notifier, receiver: ScriptedReceiver
 ) -> StripeSandbox:
     return StripeSandbox(
         creds, clock, notifier=notifier, timeout_delay_s=1.0, webhook_url=receiver.url

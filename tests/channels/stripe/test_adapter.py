@@ -21,7 +21,7 @@ from clearhouse.money import Money
 from clearhouse.sandbox.faults import NO_FAULTS, Fault
 from clearhouse.sandbox.notifier import Notifier
 from clearhouse.sandbox.stripe.state import StripeSandbox
-from tests.channels.stripe.conftest import Receiver
+from tests.channels.receiver import ScriptedReceiver
 
 
 def order(attempt_id: str, cents: int, clock: FixedClock, **kw: object) -> PayOrder:
@@ -146,7 +146,7 @@ def test_webhooks_are_delivered_retried_and_parsed(
     adapter: StripeAdapter,
     sandbox: StripeSandbox,
     notifier: Notifier,
-    receiver: Receiver,
+    receiver: ScriptedReceiver,
     clock: FixedClock,
 ) -> None:
     receiver.answers = [500]
@@ -193,7 +193,7 @@ def test_forged_and_stale_webhooks_are_refused(
     adapter: StripeAdapter,
     sandbox: StripeSandbox,
     notifier: Notifier,
-    receiver: Receiver,
+    receiver: ScriptedReceiver,
     clock: FixedClock,
 ) -> None:
     adapter.pay(order("att-9", 300, clock))
@@ -226,7 +226,7 @@ def test_notification_faults(
     adapter: StripeAdapter,
     sandbox: StripeSandbox,
     notifier: Notifier,
-    receiver: Receiver,
+    receiver: ScriptedReceiver,
     clock: FixedClock,
 ) -> None:
     sandbox.faults = (

@@ -14,7 +14,7 @@ from clearhouse.gateway.channels.stripe.protocol import StripeCredentials
 from clearhouse.sandbox.notifier import Notifier
 from clearhouse.sandbox.serving import ServedApp
 from clearhouse.sandbox.stripe.state import StripeSandbox
-from tests.channels.stripe.conftest import Receiver
+from tests.channels.receiver import ScriptedReceiver
 
 
 def test_sdk_verifies_sandbox_webhooks(
@@ -22,7 +22,7 @@ def test_sdk_verifies_sandbox_webhooks(
     served: ServedApp,
     sandbox: StripeSandbox,
     notifier: Notifier,
-    receiver: Receiver,
+    receiver: ScriptedReceiver,
 ) -> None:
     client = stripe.StripeClient(creds.secret_key, base_addresses={"api": served.base_url})
     endpoint = client.v1.webhook_endpoints.create(

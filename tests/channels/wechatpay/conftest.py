@@ -9,11 +9,9 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pytest
-from fastapi import FastAPI, Request, Response
 
 from clearhouse.clock import FixedClock
 from clearhouse.gateway.channels.wechatpay.adapter import WechatPayAdapter
@@ -22,6 +20,7 @@ from clearhouse.sandbox.notifier import Notifier
 from clearhouse.sandbox.serving import ServedApp
 from clearhouse.sandbox.wechatpay.app import create_app
 from clearhouse.sandbox.wechatpay.state import WechatPaySandbox, make_notifier
+from tests.channels.receiver import ScriptedReceiver, scripted_receiver
 
 
 @pytest.fixture(scope="session")
@@ -34,31 +33,10 @@ def clock() -> FixedClock:
     return FixedClock(datetime.now(UTC).replace(microsecond=0))
 
 
-@dataclass
-class Receiver:
-    """A merchant's notify endpoint: records what arrives, answers from a script."""
-
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    answers: list[int] = field(default_factory=list)  # status per delivery; then 204
-    url: str = ""
-
-    def app(self) -> FastAPI:
-        app = FastAPI()
-
-        @app.post("/notify")
-        async def notify(request: Request) -> Response:
-            self.received.append((dict(request.headers), await request.body()))
-            status = self.answers.pop(0) if self.answers else 204
-            return Response(status_code=status)
-
-        return app
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    receiver = Receiver()
-    with ServedApp(receiver.app()) as served:
-        receiver.url = f"{served.base_url}/notify"
+def receiver() -> Iterator[ScriptedReceiver]:
+    """A merchant's notify endpoint: answers 204 unless scripted."""
+    with scripted_receiver("/notify", default_status=204) as receiver:
         yield receiver
 
 

@@ -23,7 +23,8 @@ from clearhouse.sandbox.faults import NO_FAULTS, Fault
 from clearhouse.sandbox.notifier import Notifier
 from clearhouse.sandbox.serving import ServedApp
 from clearhouse.sandbox.wechatpay.state import WechatPaySandbox
-from tests.channels.wechatpay.conftest import Receiver, parse_bill
+from tests.channels.receiver import ScriptedReceiver
+from tests.channels.wechatpay.conftest import parse_bill
 
 
 def order(attempt_id: str, fen: int, clock: FixedClock, **kw: object) -> PayOrder:
@@ -202,7 +203,7 @@ def test_notifications_are_delivered_retried_and_parsed(
     adapter: WechatPayAdapter,
     sandbox: WechatPaySandbox,
     notifier: Notifier,
-    receiver: Receiver,
+    receiver: ScriptedReceiver,
     clock: FixedClock,
 ) -> None:
     adapter.pay(order("att-000007", 800, clock, notify_url=receiver.url))
@@ -243,7 +244,7 @@ def test_duplicate_and_lost_notifications(
     adapter: WechatPayAdapter,
     sandbox: WechatPaySandbox,
     notifier: Notifier,
-    receiver: Receiver,
+    receiver: ScriptedReceiver,
     clock: FixedClock,
 ) -> None:
     sandbox.faults = NO_FAULTS.force(Fault.DUPLICATE_NOTIFICATION, "att-dup001").force(

@@ -10,7 +10,7 @@ with the channel's own error code. Exceptions are for notifications that fail ve
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
@@ -43,6 +43,8 @@ class PayOrder:
     notify_url: str
     expires_at: datetime
     payer_id: str | None = None  # the payer's id at the channel (openid), for JSAPI
+    # The payer's one-time code (a card payment's SMS code): used once, never kept or shown.
+    verification: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

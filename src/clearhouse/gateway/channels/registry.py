@@ -30,6 +30,9 @@ class ChannelTerms:
     # The channel whose posting rules and clearing account this one books to: a second
     # acquirer of the same kind ("quickpay_b") shares quick pay's; empty for itself.
     books: str = ""
+    # Card payments above this (minor units) need the payer's SMS code; at or below it they
+    # are exempt (quick pay's small-amount exemption). None: the channel asks for no code.
+    sms_exempt: int | None = None
 
     @property
     def refund_policy(self) -> RefundPolicy:
@@ -51,6 +54,22 @@ TERMS = {
         refund_dead_ends=frozenset({"CARD_CANCELLED"}),
         family="card",
         limits=Limits(single=5_000_000, daily=500_000_000, card_daily=5_000_000),
+        sms_exempt=20_000,
+    ),
+    # A second acquirer on the same card network: its own merchant number and tokens, lower
+    # caps and a smaller share of the traffic; booked to quick pay's rules and clearing account.
+    "quickpay_b": ChannelTerms(
+        fees=fees.QUICKPAY,
+        refund_window=timedelta(days=365),
+        max_refunds=50,
+        methods=frozenset({PayMethod.CARD}),
+        currencies=frozenset({"CNY"}),
+        refund_dead_ends=frozenset({"CARD_CANCELLED"}),
+        family="card",
+        limits=Limits(single=2_000_000, daily=200_000_000, card_daily=2_000_000),
+        weight=50,
+        books="quickpay",
+        sms_exempt=20_000,
     ),
     "wechatpay": ChannelTerms(
         fees=fees.WECHATPAY,

@@ -17,27 +17,11 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse
 
 from clearhouse.gateway.channels.alipay.protocol import format_amount
+from clearhouse.sandbox import control
 from clearhouse.sandbox.alipay.simulator import AlipaySandbox
 from clearhouse.sandbox.alipay.state import NO_ORDER, PayerError, Trade
-from clearhouse.sandbox.faults import Fault, FaultPlan
 
 JSON_UTF8 = "application/json;charset=utf-8"
-
-
-def faults_to_dict(plan: FaultPlan) -> dict[str, Any]:
-    return {
-        "seed": plan.seed,
-        "rates_ppm": {fault.value: rate for fault, rate in plan.rates_ppm.items()},
-        "forced": {fault.value: sorted(subjects) for fault, subjects in plan.forced.items()},
-    }
-
-
-def faults_from_dict(data: dict[str, Any]) -> FaultPlan:
-    return FaultPlan(
-        seed=int(data.get("seed", 0)),
-        rates_ppm={Fault(k): int(v) for k, v in dict(data.get("rates_ppm", {})).items()},
-        forced={Fault(k): frozenset(map(str, v)) for k, v in dict(data.get("forced", {})).items()},
-    )
 
 
 def _trade_json(trade: Trade) -> dict[str, Any]:
@@ -123,17 +107,7 @@ def create_app(sandbox: AlipaySandbox) -> FastAPI:
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
 
-    @app.get("/sandbox/faults")
-    def get_faults() -> dict[str, Any]:
-        return faults_to_dict(sandbox.faults)
-
-    @app.put("/sandbox/faults")
-    async def put_faults(request: Request) -> dict[str, Any]:
-        try:
-            sandbox.faults = faults_from_dict(await request.json())
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise HTTPException(422, f"bad fault plan: {exc}") from exc
-        return faults_to_dict(sandbox.faults)
+    control.fault_routes(app, sandbox)
 
     return app
 

@@ -25,9 +25,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from clearhouse.gateway.channels.paypal import protocol
+from clearhouse.sandbox import control
 from clearhouse.sandbox.paypal import settlement
 from clearhouse.sandbox.paypal.state import ApiError, OAuthError, PaypalSandbox
-from clearhouse.sandbox.wechatpay.app import faults_from_dict, faults_to_dict
 
 _JSON = "application/json"
 _STL_FILE = re.compile(r"STL-(\d{8})\.01\.009\.CSV")
@@ -265,21 +265,7 @@ def _control_routes(app: FastAPI, sandbox: PaypalSandbox) -> None:
         except ApiError as exc:
             return _failure(exc)
 
-    @app.post("/sandbox/notifications/run")
-    async def deliver() -> dict[str, Any]:
-        if sandbox.notifier is None:
-            return {"acked": 0, "pending": []}
-        acked = await asyncio.to_thread(sandbox.notifier.run_due)
-        return {"acked": acked, "pending": sandbox.notifier.pending()}
-
-    @app.get("/sandbox/faults")
-    async def get_faults() -> dict[str, Any]:
-        return faults_to_dict(sandbox.faults)
-
-    @app.put("/sandbox/faults")
-    async def put_faults(request: Request) -> Response:
-        try:
-            sandbox.faults = faults_from_dict(json.loads(await request.body()))
-        except (ValueError, KeyError, TypeError) as exc:
-            return _failure(ApiError(400, "INVALID_PARAMETER_VALUE", str(exc)))
-        return _json(faults_to_dict(sandbox.faults))
+    control.notification_routes(app, sandbox)
+    control.fault_routes(
+        app, sandbox, lambda message: _failure(ApiError(400, "INVALID_PARAMETER_VALUE", message))
+    )

@@ -27,7 +27,7 @@ from clearhouse.gateway.channels.paypal.protocol import (
     paypal_id,
 )
 from clearhouse.money import Money
-from clearhouse.sandbox.faults import NO_FAULTS, Fault, FaultPlan
+from clearhouse.sandbox.faults import NO_FAULTS, Fault, FaultPlan, FirstTimeouts
 from clearhouse.sandbox.notifier import Notifier
 from clearhouse.sandbox.paypal import resources, settlement
 from clearhouse.sandbox.paypal.resources import OPEN, Capture, Order, Refund
@@ -99,7 +99,7 @@ class PaypalSandbox:
         self.refunds: dict[str, Refund] = {}
         self.journal: list[Entry] = []
         self._replays: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}
-        self._timed_out: set[tuple[str, str]] = set()
+        self._timeouts = FirstTimeouts()
         self._lock = threading.RLock()
 
     # --- OAuth ---------------------------------------------------------------------------------
@@ -150,14 +150,8 @@ class PaypalSandbox:
             self._replays[(operation, request_id)] = (dict(body), made)
 
     def take_timeout(self, operation: str, subject: str) -> bool:
-        """Whether this answer must come too late; only the first call per (operation, subject),
-        so a client's retry or query can find out what happened."""
-        with self._lock:
-            key = (operation, subject)
-            if key in self._timed_out or not self.faults.hits(Fault.TIMEOUT, subject):
-                return False
-            self._timed_out.add(key)
-            return True
+        """Whether this answer must come too late (``FirstTimeouts``)."""
+        return self._timeouts.take(self.faults, operation, subject)
 
     # --- orders --------------------------------------------------------------------------------
 

@@ -25,10 +25,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from clearhouse.gateway.channels.stripe import protocol
+from clearhouse.sandbox import control
 from clearhouse.sandbox.stripe import reports
 from clearhouse.sandbox.stripe.events import ApiError, new_id, subject_of
 from clearhouse.sandbox.stripe.state import StripeSandbox
-from clearhouse.sandbox.wechatpay.app import faults_from_dict, faults_to_dict
 
 _JSON = "application/json"
 # One clause of Stripe's search language that the sandbox understands: ``field:'value'`` or
@@ -482,24 +482,10 @@ def _control_routes(app: FastAPI, wire: _Wire) -> None:
         payout = sandbox.run_payout(str(body.get("currency", "usd")), arrival)
         return Response(json.dumps(payout), media_type=_JSON)
 
-    @app.post("/sandbox/notifications/run")
-    async def deliver() -> dict[str, Any]:
-        if sandbox.notifier is None:
-            return {"acked": 0, "pending": []}
-        acked = await asyncio.to_thread(sandbox.notifier.run_due)
-        return {"acked": acked, "pending": sandbox.notifier.pending()}
-
-    @app.get("/sandbox/faults")
-    async def get_faults() -> dict[str, Any]:
-        return faults_to_dict(sandbox.faults)
-
-    @app.put("/sandbox/faults")
-    async def put_faults(request: Request) -> Response:
-        try:
-            sandbox.faults = faults_from_dict(json.loads(await request.body()))
-        except (ValueError, KeyError, TypeError) as exc:
-            return wire.failure(ApiError(400, "invalid_request_error", str(exc)))
-        return Response(json.dumps(faults_to_dict(sandbox.faults)), media_type=_JSON)
+    control.notification_routes(app, sandbox)
+    control.fault_routes(
+        app, sandbox, lambda message: wire.failure(ApiError(400, "invalid_request_error", message))
+    )
 
 
 def _unrecognized(request: Request) -> ApiError:

@@ -19,7 +19,7 @@ from clearhouse.clock import Clock
 from clearhouse.errors import ClearhouseError
 from clearhouse.gateway.channels.stripe.protocol import StripeCredentials
 from clearhouse.money import Money
-from clearhouse.sandbox.faults import NO_FAULTS, Fault, FaultPlan
+from clearhouse.sandbox.faults import NO_FAULTS, Fault, FaultPlan, FirstTimeouts
 from clearhouse.sandbox.notifier import Notifier
 from clearhouse.sandbox.stripe.events import ApiError, Events, new_id, subject_of
 from clearhouse.sandbox.stripe.ledger import Ledger
@@ -77,7 +77,7 @@ class StripeSandbox:
         self.objects: dict[str, dict[str, Any]] = {}
         self.order: dict[str, list[str]] = {}  # object type -> ids, oldest first
         self._lock = threading.RLock()
-        self._timed_out: set[tuple[str, str]] = set()
+        self._timeouts = FirstTimeouts()
         self.events = Events(self, webhook_url, webhook_secret or credentials.webhook_secret)
         self.ledger = Ledger(self, availability_delay)
 
@@ -406,14 +406,8 @@ class StripeSandbox:
     # --- faults --------------------------------------------------------------------------------
 
     def take_timeout(self, operation: str, subject: str) -> bool:
-        """Whether this answer must come too late. Only the first call per (operation, subject)
-        is delayed, so a client's retry or query can find out what happened."""
-        with self._lock:
-            key = (operation, subject)
-            if key in self._timed_out or not self.faults.hits(Fault.TIMEOUT, subject):
-                return False
-            self._timed_out.add(key)
-            return True
+        """Whether this answer must come too late (``FirstTimeouts``)."""
+        return self._timeouts.take(self.faults, operation, subject)
 
 
 def _search_value(intent: Mapping[str, Any], name: str) -> str | None:

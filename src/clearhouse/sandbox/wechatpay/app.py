@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from clearhouse.gateway.channels.wechatpay import protocol
-from clearhouse.sandbox.faults import Fault, FaultPlan
+from clearhouse.sandbox import control
 from clearhouse.sandbox.wechatpay.state import ApiError, WechatPaySandbox
 
 _JSON = "application/json"
@@ -216,39 +216,12 @@ def _control_routes(app: FastAPI, sandbox: WechatPaySandbox) -> None:
     async def settle() -> dict[str, int]:
         return {"settled": sandbox.settle_refunds()}
 
-    @app.post("/sandbox/notifications/run")
-    async def deliver() -> dict[str, Any]:
-        if sandbox.notifier is None:
-            return {"acked": 0, "pending": []}
-        acked = await asyncio.to_thread(sandbox.notifier.run_due)
-        return {"acked": acked, "pending": sandbox.notifier.pending()}
-
-    @app.get("/sandbox/faults")
-    async def get_faults() -> dict[str, Any]:
-        return faults_to_dict(sandbox.faults)
-
-    @app.put("/sandbox/faults")
-    async def put_faults(request: Request) -> Response:
-        try:
-            sandbox.faults = faults_from_dict(json.loads(await request.body()))
-        except (ValueError, KeyError, TypeError) as exc:
-            return Response(protocol.error_body("PARAM_ERROR", str(exc)), 400, media_type=_JSON)
-        return Response(protocol.dumps(faults_to_dict(sandbox.faults)), media_type=_JSON)
+    control.notification_routes(app, sandbox)
+    control.fault_routes(app, sandbox, _bad_param)
 
 
-def faults_to_dict(plan: FaultPlan) -> dict[str, Any]:
-    return {
-        "seed": plan.seed,
-        "rates_ppm": {f.value: r for f, r in plan.rates_ppm.items()},
-        "forced": {f.value: sorted(s) for f, s in plan.forced.items()},
-    }
-
-
-def faults_from_dict(data: dict[str, Any]) -> FaultPlan:
-    """``{"seed": 1, "rates_ppm": {"timeout": 1000}, "forced": {"wrong_fee": ["order-1"]}}``."""
-    rates = {Fault(k): int(v) for k, v in dict(data.get("rates_ppm", {})).items()}
-    forced = {Fault(k): frozenset(map(str, v)) for k, v in dict(data.get("forced", {})).items()}
-    return FaultPlan(int(data.get("seed", 0)), rates, forced)
+def _bad_param(message: str) -> Response:
+    return Response(protocol.error_body("PARAM_ERROR", message), 400, media_type=_JSON)
 
 
 def _bill_date(text: str | None) -> date:

@@ -23,7 +23,7 @@ from clearhouse.clock import Clock
 from clearhouse.gateway.channels.wechatpay import protocol
 from clearhouse.gateway.channels.wechatpay.protocol import CHINA_TZ, WechatPayCredentials
 from clearhouse.money import Money
-from clearhouse.sandbox.faults import NO_FAULTS, Fault, FaultPlan
+from clearhouse.sandbox.faults import NO_FAULTS, Fault, FaultPlan, FirstTimeouts
 from clearhouse.sandbox.notifier import Notifier
 from clearhouse.sandbox.wechatpay import bills
 
@@ -121,7 +121,7 @@ class WechatPaySandbox:
         self.journal: list[bills.Entry] = []
         self._by_transaction: dict[str, str] = {}
         self._downloads: dict[str, tuple[bytes, datetime]] = {}
-        self._timed_out: set[tuple[str, str]] = set()
+        self._timeouts = FirstTimeouts()
         self._seq = itertools.count(1)
         self._lock = threading.RLock()
 
@@ -510,14 +510,8 @@ class WechatPaySandbox:
     # --- faults, bills -------------------------------------------------------------------------
 
     def take_timeout(self, operation: str, subject: str) -> bool:
-        """Whether this answer must come too late. Only the first state-changing call per
-        (operation, subject) is delayed, so a client's query or retry can find out."""
-        with self._lock:
-            key = (operation, subject)
-            if key in self._timed_out or not self.faults.hits(Fault.TIMEOUT, subject):
-                return False
-            self._timed_out.add(key)
-            return True
+        """Whether this answer must come too late (``FirstTimeouts``)."""
+        return self._timeouts.take(self.faults, operation, subject)
 
     def bill(self, kind: str, day: date, bill_type: str) -> bytes:
         with self._lock:

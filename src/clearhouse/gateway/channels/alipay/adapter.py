@@ -88,7 +88,7 @@ class _Reply:
         return self.data.get("code") in _SYSTEM_BUSY or self.error in _SYSTEM_BUSY
 
 
-class AlipayAdapter:
+class AlipayAdapter(transport.HttpAdapter):
     name = "alipay"
 
     def __init__(
@@ -105,10 +105,7 @@ class AlipayAdapter:
         self._key = self._creds.require_app_private_key()
         self._gateway = base_url.rstrip("/") + "/gateway.do"
         self._clock = clock or SystemClock()
-        self._http = client or httpx.Client(timeout=timeout)
-
-    def close_client(self) -> None:
-        self._http.close()
+        super().__init__(client, timeout)
 
     # --- payments ------------------------------------------------------------------------------
 

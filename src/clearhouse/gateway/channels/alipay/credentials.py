@@ -12,26 +12,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from clearhouse.errors import ConfigurationError
-
-_KEY_BITS = 2048  # what Alipay issues and requires for RSA2
-
-
-def _new_key_pair() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=_KEY_BITS)
-    private_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode("ascii")
-    public_pem = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode("ascii")
-    )
-    return private_pem, public_pem
+from clearhouse.gateway.channels import keys
 
 
 def _digits(prefix: str, length: int) -> str:
@@ -49,8 +32,8 @@ class AlipayCredentials:
 
     @classmethod
     def generate(cls, app_id: str | None = None, pid: str | None = None) -> AlipayCredentials:
-        app_private, app_public = _new_key_pair()
-        alipay_private, alipay_public = _new_key_pair()
+        app_private, app_public = keys.new_key_pair()
+        alipay_private, alipay_public = keys.new_key_pair()
         return cls(
             app_id=app_id or _digits("2021", 16),
             pid=pid or _digits("2088", 16),

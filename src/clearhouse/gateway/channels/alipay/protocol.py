@@ -18,13 +18,13 @@ import binascii
 import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
-from functools import lru_cache
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
 
+from clearhouse.gateway.channels import keys
 from clearhouse.gateway.channels.alipay.credentials import AlipayCredentials, to_pem
 from clearhouse.money import Money
 
@@ -68,24 +68,8 @@ SUCCESS_CODE = "10000"
 # -- keys and signatures ---------------------------------------------------------------------
 
 
-@lru_cache(maxsize=32)
-def _private_key(pem: str) -> rsa.RSAPrivateKey:
-    key = serialization.load_pem_private_key(pem.encode("ascii"), password=None)
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise ValueError("not an RSA private key")
-    return key
-
-
-@lru_cache(maxsize=32)
-def _public_key(pem: str) -> rsa.RSAPublicKey:
-    key = serialization.load_pem_public_key(pem.encode("ascii"))
-    if not isinstance(key, rsa.RSAPublicKey):
-        raise ValueError("not an RSA public key")
-    return key
-
-
 def sign_rsa2(message: str, private_key_pem: str) -> str:
-    signature = _private_key(private_key_pem).sign(
+    signature = keys.load_private(private_key_pem).sign(
         message.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256()
     )
     return base64.b64encode(signature).decode("ascii")
@@ -94,7 +78,7 @@ def sign_rsa2(message: str, private_key_pem: str) -> str:
 def verify_rsa2(message: str, signature: str, public_key_pem: str) -> bool:
     try:
         raw = base64.b64decode(signature, validate=True)
-        _public_key(public_key_pem).verify(
+        keys.load_public(public_key_pem).verify(
             raw, message.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256()
         )
     except (InvalidSignature, binascii.Error, ValueError):

@@ -38,7 +38,7 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 from cryptography import x509
@@ -59,7 +59,7 @@ from clearhouse.gateway.channels.port import (
     RefundOrder,
     RefundResult,
 )
-from clearhouse.gateway.channels.transport import NoAnswer
+from clearhouse.gateway.channels.transport import NoAnswer, segment
 
 _ORDER_STATES = {
     "CREATED": ChannelStatus.PENDING,
@@ -104,7 +104,7 @@ class _Reply:
         return protocol.error_issue(self.data) or f"HTTP_{self.status}"
 
 
-class PaypalAdapter:
+class PaypalAdapter(transport.HttpAdapter):
     name = "paypal"
 
     def __init__(
@@ -122,7 +122,7 @@ class PaypalAdapter:
         self._creds = credentials.merchant_view()
         self._clock = clock or SystemClock()
         self._base = urlsplit(base_url)
-        self._http = client or httpx.Client(base_url=base_url, timeout=timeout)
+        super().__init__(client, timeout, base_url)
         self._order_ids: MutableMapping[str, str] = {} if order_ids is None else order_ids
         self._tolerance = notification_tolerance
         self._creates: dict[str, dict[str, Any]] = {}  # create bodies, to replay a lost answer
@@ -131,9 +131,6 @@ class PaypalAdapter:
         self._certs: dict[str, x509.Certificate] = {}
         self._token: tuple[str, datetime] | None = None
         self._lock = threading.Lock()
-
-    def close_client(self) -> None:
-        self._http.close()
 
     # --- payments ------------------------------------------------------------------------------
 
@@ -186,7 +183,7 @@ class PaypalAdapter:
                 return found
             order_id = self._order_ids[attempt_id]
         try:
-            reply = self._call("GET", f"/v2/checkout/orders/{_seg(order_id)}")
+            reply = self._call("GET", f"/v2/checkout/orders/{segment(order_id)}")
         except NoAnswer as exc:
             return ChannelResult(ChannelStatus.UNKNOWN, exc.raw, error_code=exc.error_code)
         if reply.status == 404:
@@ -201,7 +198,7 @@ class PaypalAdapter:
         return self._order_result(reply, attempt_id)
 
     def _capture(self, attempt_id: str, order_id: str) -> ChannelResult:
-        target = f"/v2/checkout/orders/{_seg(order_id)}/capture"
+        target = f"/v2/checkout/orders/{segment(order_id)}/capture"
         try:
             reply = self._call("POST", target, {}, request_id=f"{attempt_id}:capture")
         except NoAnswer as exc:
@@ -212,7 +209,7 @@ class PaypalAdapter:
             return ChannelResult(ChannelStatus.PENDING, reply.text, error_code=reply.issue)
         if reply.issue == "ORDER_ALREADY_CAPTURED":
             try:
-                again = self._call("GET", f"/v2/checkout/orders/{_seg(order_id)}")
+                again = self._call("GET", f"/v2/checkout/orders/{segment(order_id)}")
             except NoAnswer as exc:
                 return ChannelResult(ChannelStatus.UNKNOWN, exc.raw, error_code=exc.error_code)
             if again.status == 200:
@@ -227,7 +224,7 @@ class PaypalAdapter:
             why = "no order known: nothing can be captured under this attempt"
             return ChannelResult(ChannelStatus.CLOSED, why, error_code="ORDER_ID_UNKNOWN")
         try:
-            reply = self._call("GET", f"/v2/checkout/orders/{_seg(order_id)}")
+            reply = self._call("GET", f"/v2/checkout/orders/{segment(order_id)}")
         except NoAnswer as exc:
             return ChannelResult(ChannelStatus.UNKNOWN, exc.raw, error_code=exc.error_code)
         if reply.status == 404:
@@ -282,7 +279,7 @@ class PaypalAdapter:
         if isinstance(capture_id, RefundResult):
             return capture_id
         body = {"amount": amount, "invoice_id": order.refund_no, "note_to_payer": order.reason}
-        target = f"/v2/payments/captures/{_seg(capture_id)}/refund"
+        target = f"/v2/payments/captures/{segment(capture_id)}/refund"
         try:
             reply = self._call("POST", target, body, request_id=order.refund_no)
         except NoAnswer as exc:
@@ -308,7 +305,7 @@ class PaypalAdapter:
                 why = f"the order holds no refund {refund_no}"
                 return RefundResult(ChannelStatus.FAILED, why, error_code="REFUND_NOT_FOUND")
         try:
-            reply = self._call("GET", f"/v2/payments/refunds/{_seg(refund_id)}")
+            reply = self._call("GET", f"/v2/payments/refunds/{segment(refund_id)}")
         except NoAnswer as exc:
             return RefundResult(ChannelStatus.UNKNOWN, exc.raw, error_code=exc.error_code)
         if reply.status != 200:
@@ -323,7 +320,7 @@ class PaypalAdapter:
             why = "no PayPal order id is known for this attempt"
             return RefundResult(ChannelStatus.UNKNOWN, why, error_code="ORDER_ID_UNKNOWN")
         try:
-            reply = self._call("GET", f"/v2/checkout/orders/{_seg(order_id)}")
+            reply = self._call("GET", f"/v2/checkout/orders/{segment(order_id)}")
         except NoAnswer as exc:
             return RefundResult(ChannelStatus.UNKNOWN, exc.raw, error_code=exc.error_code)
         units = reply.data.get("purchase_units")
@@ -496,11 +493,8 @@ class PaypalAdapter:
         text = response.text
         if response.status_code >= 500 and not response.content:
             raise NoAnswer(f"HTTP_{response.status_code}", text)
-        try:
-            data = json.loads(response.content) if response.content else {}
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
+        data = transport.json_object(response.content) if response.content else {}
+        if data is None:
             code = f"HTTP_{response.status_code}" if response.status_code >= 500 else "BAD_RESPONSE"
             raise NoAnswer(code, text)
         return _Reply(response.status_code, text, data)
@@ -585,7 +579,3 @@ def _link(data: Mapping[str, Any], rel: str) -> str | None:
 
 def _time(text: object) -> datetime | None:
     return protocol.parse_time(text) if isinstance(text, str) and text else None
-
-
-def _seg(value: str) -> str:
-    return quote(value, safe="")

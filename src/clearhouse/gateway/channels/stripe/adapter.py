@@ -27,7 +27,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
@@ -47,7 +46,7 @@ from clearhouse.gateway.channels.port import (
 )
 from clearhouse.gateway.channels.stripe import protocol
 from clearhouse.gateway.channels.stripe.protocol import StripeCredentials
-from clearhouse.gateway.channels.transport import NoAnswer
+from clearhouse.gateway.channels.transport import NoAnswer, segment
 from clearhouse.money import Money
 
 _PI_STATES = {
@@ -87,7 +86,7 @@ class _Reply:
         return error if isinstance(error, dict) else {}
 
 
-class StripeAdapter:
+class StripeAdapter(transport.HttpAdapter):
     name = "stripe"
 
     def __init__(
@@ -103,11 +102,8 @@ class StripeAdapter:
         (files.stripe.com; the API's base by default, as the sandbox serves both)."""
         self._creds = credentials.merchant_view()
         self._clock = clock or SystemClock()
-        self._http = client or httpx.Client(base_url=base_url, timeout=timeout)
+        super().__init__(client, timeout, base_url)
         self._files_url = (files_url or base_url).rstrip("/")
-
-    def close_client(self) -> None:
-        self._http.close()
 
     # --- payments ------------------------------------------------------------------------------
 
@@ -154,7 +150,7 @@ class StripeAdapter:
                 return ChannelResult(ChannelStatus.CLOSED, reply.text, error_code="NOT_FOUND")
             if found.get("status") in ("succeeded", "canceled"):
                 return _payment_result(found, json.dumps(found), attempt_id)
-            target = f"/v1/payment_intents/{_seg(str(found['id']))}/cancel"
+            target = f"/v1/payment_intents/{segment(str(found['id']))}/cancel"
             reply = self._call("POST", target, {}, f"close-{attempt_id}")
         except NoAnswer as exc:
             return ChannelResult(ChannelStatus.UNKNOWN, exc.raw, error_code=exc.error_code)
@@ -315,7 +311,7 @@ class StripeAdapter:
                 raise ReportUnavailable(reply.text, reason="NOT_READY")
             # Only the file's id is followed, on our files host: the key never goes to a host
             # named by the answer.
-            target = f"{self._files_url}/v1/files/{_seg(str(result.get('id')))}/contents"
+            target = f"{self._files_url}/v1/files/{segment(str(result.get('id')))}/contents"
             response = transport.request(self._http, "GET", target, headers=self._headers())
         except NoAnswer as exc:
             raise ReportUnavailable(exc.raw, reason=exc.error_code) from None
@@ -355,11 +351,8 @@ class StripeAdapter:
                 self._http, method, target, content=form.encode(), headers=headers
             )
         text = response.text
-        try:
-            data = json.loads(response.content)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
+        data = transport.json_object(response.content)
+        if data is None:
             code = f"HTTP_{response.status_code}" if response.status_code >= 500 else "BAD_RESPONSE"
             raise NoAnswer(code, text)
         return _Reply(response.status_code, text, data)
@@ -451,7 +444,3 @@ def _refund_result(data: Mapping[str, Any], raw: str, at: object = None) -> Refu
         if status is ChannelStatus.FAILED
         else None,
     )
-
-
-def _seg(value: str) -> str:
-    return quote(value, safe="")

@@ -12,12 +12,11 @@ was or can be paid under it until it is created again.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -35,7 +34,7 @@ from clearhouse.gateway.channels.port import (
     RefundOrder,
     RefundResult,
 )
-from clearhouse.gateway.channels.transport import NoAnswer
+from clearhouse.gateway.channels.transport import NoAnswer, segment
 from clearhouse.gateway.channels.wechatpay import protocol
 from clearhouse.gateway.channels.wechatpay.protocol import WechatPayCredentials
 from clearhouse.money import Money
@@ -75,7 +74,7 @@ class _Reply:
     data: dict[str, Any]
 
 
-class WechatPayAdapter:
+class WechatPayAdapter(transport.HttpAdapter):
     name = "wechatpay"
 
     def __init__(
@@ -89,10 +88,7 @@ class WechatPayAdapter:
         """``clock`` dates request signatures and checks answers' timestamps (5-minute window)."""
         self._creds = credentials.merchant_view()
         self._clock = clock or SystemClock()
-        self._http = client or httpx.Client(base_url=base_url, timeout=timeout)
-
-    def close_client(self) -> None:
-        self._http.close()
+        super().__init__(client, timeout, base_url)
 
     # --- payments ------------------------------------------------------------------------------
 
@@ -129,7 +125,9 @@ class WechatPayAdapter:
         return ChannelResult(ChannelStatus.PENDING, reply.text, credential=credential)
 
     def query(self, attempt_id: str) -> ChannelResult:
-        target = f"/v3/pay/transactions/out-trade-no/{_seg(attempt_id)}?mchid={self._creds.mchid}"
+        target = (
+            f"/v3/pay/transactions/out-trade-no/{segment(attempt_id)}?mchid={self._creds.mchid}"
+        )
         try:
             reply = self._call("GET", target)
         except NoAnswer as exc:
@@ -139,7 +137,7 @@ class WechatPayAdapter:
         return _payment_result(reply.data, reply.text, attempt_id)
 
     def close(self, attempt_id: str) -> ChannelResult:
-        target = f"/v3/pay/transactions/out-trade-no/{_seg(attempt_id)}/close"
+        target = f"/v3/pay/transactions/out-trade-no/{segment(attempt_id)}/close"
         try:
             reply = self._call("POST", target, {"mchid": self._creds.mchid})
         except NoAnswer as exc:
@@ -178,7 +176,7 @@ class WechatPayAdapter:
 
     def query_refund(self, refund_no: str, attempt_id: str) -> RefundResult:
         try:
-            reply = self._call("GET", f"/v3/refund/domestic/refunds/{_seg(refund_no)}")
+            reply = self._call("GET", f"/v3/refund/domestic/refunds/{segment(refund_no)}")
         except NoAnswer as exc:
             return RefundResult(ChannelStatus.UNKNOWN, exc.raw, error_code=exc.error_code)
         return self._refund_answer(reply, attempt_id)
@@ -282,11 +280,8 @@ class WechatPayAdapter:
             raise NoAnswer("BAD_SIGNATURE", f"{exc.message}: {text}") from None
         if not response.content:
             return _Reply(response.status_code, text, {})
-        try:
-            data = json.loads(response.content)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
+        data = transport.json_object(response.content)
+        if data is None:
             raise NoAnswer("BAD_RESPONSE", text)
         return _Reply(response.status_code, text, data)
 
@@ -355,8 +350,3 @@ def _refund_result(
         refunded_at=at,
         error_code=state if status is ChannelStatus.FAILED else None,
     )
-
-
-def _seg(value: str) -> str:
-    """A path segment, percent-encoded so the signed target is exactly the one sent."""
-    return quote(value, safe="")

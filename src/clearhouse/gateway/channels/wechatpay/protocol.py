@@ -18,15 +18,15 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
-from functools import lru_cache
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from clearhouse.errors import ClearhouseError
+from clearhouse.gateway.channels import keys
 
 SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
 AES_ALGORITHM = "AEAD_AES_256_GCM"
@@ -76,19 +76,19 @@ class WechatPayCredentials:
         cls, mchid: str = "1900000109", appid: str = "wxd678efh567hg6787"
     ) -> WechatPayCredentials:
         """Fresh 2048-bit merchant and platform keys, a random serial, key id and APIv3 key."""
-        merchant = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        platform = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        merchant = keys.new_private_key()
+        platform = keys.new_private_key()
         alphabet = string.ascii_letters + string.digits
         return cls(
             mchid=mchid,
             appid=appid,
-            merchant_private_key=_private_pem(merchant),
+            merchant_private_key=keys.private_pem(merchant),
             merchant_serial_no=secrets.token_hex(20).upper(),
             apiv3_key="".join(secrets.choice(alphabet) for _ in range(32)),
-            platform_public_key=_public_pem(platform.public_key()),
+            platform_public_key=keys.public_pem(platform.public_key()),
             platform_public_key_id="PUB_KEY_ID_"
             + "".join(secrets.choice("0123456789") for _ in range(34)),
-            platform_private_key=_private_pem(platform),
+            platform_private_key=keys.private_pem(platform),
         )
 
     def merchant_view(self) -> WechatPayCredentials:
@@ -130,37 +130,6 @@ class WechatPayCredentials:
         return self.platform_private_key
 
 
-def _private_pem(key: rsa.RSAPrivateKey) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-
-
-def _public_pem(key: rsa.RSAPublicKey) -> str:
-    return key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
-
-
-# Parsing a PEM key costs more than a signature; credentials are few and long-lived.
-@lru_cache(maxsize=32)
-def _load_private(pem: str) -> rsa.RSAPrivateKey:
-    key = serialization.load_pem_private_key(pem.encode(), password=None)
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise ValueError("not an RSA private key")
-    return key
-
-
-@lru_cache(maxsize=32)
-def _load_public(pem: str) -> rsa.RSAPublicKey:
-    key = serialization.load_pem_public_key(pem.encode())
-    if not isinstance(key, rsa.RSAPublicKey):
-        raise ValueError("not an RSA public key")
-    return key
-
-
 # --- signatures --------------------------------------------------------------------------------
 
 
@@ -175,14 +144,15 @@ def lines(*parts: str | bytes) -> bytes:
 
 
 def rsa_sign(private_key_pem: str, message: bytes) -> str:
-    signature = _load_private(private_key_pem).sign(message, padding.PKCS1v15(), hashes.SHA256())
+    key = keys.load_private(private_key_pem)
+    signature = key.sign(message, padding.PKCS1v15(), hashes.SHA256())
     return base64.b64encode(signature).decode()
 
 
 def rsa_verify(public_key_pem: str, message: bytes, signature: str) -> bool:
     try:
         raw = base64.b64decode(signature, validate=True)
-        _load_public(public_key_pem).verify(raw, message, padding.PKCS1v15(), hashes.SHA256())
+        keys.load_public(public_key_pem).verify(raw, message, padding.PKCS1v15(), hashes.SHA256())
     except (InvalidSignature, binascii.Error, ValueError):
         return False
     return True
@@ -267,7 +237,7 @@ def verify_authorization(
         raise SignatureError("unknown certificate serial", serial_no=auth.serial_no)
     check_timestamp(auth.timestamp, now)
     message = lines(method.upper(), target, auth.timestamp, auth.nonce_str, body)
-    public_pem = _public_pem(_load_private(creds.merchant_private_key).public_key())
+    public_pem = keys.public_pem(keys.load_private(creds.merchant_private_key).public_key())
     if not rsa_verify(public_pem, message, auth.signature):
         raise SignatureError("request signature does not verify")
     return auth
