@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -48,6 +49,7 @@ def add_merchant(
     webhook_url: str | None = None,
     name: str = "Tea House",
     currency: str = "CNY",
+    parent_id: str | None = None,
 ) -> MerchantFixture:
     merchant, key, secret = run_in_transaction(
         app.engine,
@@ -57,6 +59,7 @@ def add_merchant(
             gateway.sealer,
             name=name,
             currency=currency,
+            parent_id=parent_id,
             commission_bps=commission_bps,
             webhook_url=webhook_url,
             pii_key=b"test",
@@ -75,9 +78,11 @@ def channel() -> FakeChannel:
 
 
 @pytest.fixture
-def gateway(app: App, channel: FakeChannel) -> Gateway:
+def gateway(app: App, channel: FakeChannel) -> Iterator[Gateway]:
     upgrade_database(app)
-    return make_gateway(app, {"wechatpay": channel})
+    built = make_gateway(app, {"wechatpay": channel})
+    yield built
+    built.close()  # its webhook client's connections
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from clearhouse.ledger.chart import Chart, load_chart
 from clearhouse.ledger.rules import PostingRules, load_rules
 from clearhouse.ledger.service import Ledger
 from clearhouse.sealing import Sealer
+from clearhouse.wallet.bank import PayoutPort
 
 PLATFORM_CURRENCIES = ("CNY", "USD")
 
@@ -60,9 +61,15 @@ def upgrade_database(app: App, currencies: tuple[str, ...] = PLATFORM_CURRENCIES
     run_in_transaction(app.engine, seed, retry_integrity=True)
 
 
-def gateway_for(app: App, ports: dict[str, ChannelPort], notify_base_url: str) -> Gateway:
+def gateway_for(
+    app: App,
+    ports: dict[str, ChannelPort],
+    notify_base_url: str,
+    bank: PayoutPort | None = None,
+) -> Gateway:
     """The payment gateway over this app's database and ledger; channels send their
-    notifications to ``notify_base_url``/notify/<channel>."""
+    notifications to ``notify_base_url``/notify/<channel>; withdrawals are paid through
+    ``bank``."""
     return build_gateway(
         app.engine,
         app.ledger,
@@ -70,4 +77,6 @@ def gateway_for(app: App, ports: dict[str, ChannelPort], notify_base_url: str) -
         Sealer(app.settings.secret_key),
         ports,
         notify_base_url,
+        pii_key=app.settings.pii_key,
+        bank=bank,
     )

@@ -7,11 +7,14 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from clearhouse.accounts.model import Role
 from clearhouse.api import signing
 from clearhouse.api.errors import ERROR_STATUS
 from clearhouse.db.schema import api_idempotency, payment_intents, refunds
 from clearhouse.db.transaction import run_in_transaction
 from clearhouse.gateway.merchants import set_status
+from tests.conftest import open_party
+from tests.gateway_support import add_merchant
 
 PAYMENT = {
     "merchant_order_id": "order-1",
@@ -98,7 +101,9 @@ def test_idempotency_key_replays_and_guards(app, client, http, gateway, merchant
     from clearhouse.api.guard import Caller, begin_idempotent
 
     scope = b"POST /v1/payments\n" + b'{"x": 1}'
-    begin_idempotent(gateway.engine, gateway.clock, Caller(merchant.id, "k"), "key-2", scope)
+    begin_idempotent(
+        gateway.engine, gateway.clock, Caller(merchant.id, "k"), "key-2", scope, gateway.sealer
+    )
     busy = client.post("/v1/payments", b'{"x": 1}', idempotency_key="key-2")
     assert (busy.status_code, error_code(busy)) == (409, "IDEMPOTENCY_IN_FLIGHT")
 
@@ -195,7 +200,7 @@ def test_business_errors(app, client, channel, gateway, merchant, clock):
     assert seen
 
 
-def test_risk_block_and_internal_error(app, channel, merchant, clock):
+def test_risk_block_and_internal_error(app, channel, merchant, clock, request):
     import httpx
 
     from clearhouse.api.app import create_api
@@ -220,6 +225,7 @@ def test_risk_block_and_internal_error(app, channel, merchant, clock):
 
     adapter = Broken()
     gateway = make_gateway(app, {"wechatpay": adapter}, risk=BlockBig())
+    request.addfinalizer(gateway.close)
     with ServedApp(create_api(gateway)) as served, httpx.Client(base_url=served.base_url) as http:
         client = MerchantClient(
             http, merchant.key.key_id, merchant.key.secret, lambda: clock.now().timestamp()
@@ -264,6 +270,270 @@ def test_routing_decision_cashier_and_an_open_circuit(app, client, channel, gate
     retried = client.post("/v1/payments", payment(merchant_order_id="o-2"))
     assert retried.status_code == 201, retried.text
     assert client.get("/v1/cashier?amount=1&currency=CNY").json()[0]["available"]
+
+
+def test_combined_and_mixed_payments_over_http(app, client, channel, gateway, merchant):
+    seller = add_merchant(app, gateway, name="Tea Farm", parent_id=merchant.id)
+    stranger = add_merchant(app, gateway, name="Elsewhere")
+    cart = {
+        "merchant_group_id": "cart-1",
+        "currency": "CNY",
+        "channel": "wechatpay",
+        "method": "native",
+        "orders": [
+            {"merchant_order_id": "a", "amount": 300, "description": "tea"},
+            {
+                "merchant_order_id": "b",
+                "amount": 200,
+                "description": "cup",
+                "merchant_id": seller.id,
+            },
+        ],
+    }
+    made = client.post("/v1/payment-groups", cart)
+    assert made.status_code == 201, made.text
+    body = made.json()
+    assert (body["amount"], body["status"], len(body["payments"])) == (500, "PROCESSING", 2)
+    assert client.get(f"/v1/payment-groups/{body['id']}").json()["id"] == body["id"]
+    foreign = cart | {"merchant_group_id": "cart-2"}
+    foreign["orders"] = [dict(o) for o in cart["orders"]]
+    foreign["orders"][1] |= {"merchant_order_id": "c", "merchant_id": stranger.id}
+    foreign["orders"][0] |= {"merchant_order_id": "d"}
+    refused = client.post("/v1/payment-groups", foreign)
+    assert (refused.status_code, error_code(refused)) == (422, "NOT_A_SELLER")
+
+    buyer = open_party(app, "buyer", (Role.BUYER_BALANCE,))
+    app.ledger.post("top-up", "4002", "CNY", {"amount": 500}, parties={"buyer": buyer.account_id})
+    before = rows(app, payment_intents)
+    for legs, code in [
+        ([{"method": "channel", "amount": 12_000}], "LEGS_DO_NOT_ADD_UP"),
+        (
+            [{"method": "channel", "amount": 12_300}, {"method": "subsidy", "amount": 500}],
+            "INVALID_PAYMENT_LEG",  # escrow only: this one asks for instant settlement
+        ),
+        (
+            [
+                {"method": "channel", "amount": 12_000},
+                {"method": "balance", "amount": 800, "account_id": buyer.account_id},
+            ],
+            "INSUFFICIENT_BALANCE",
+        ),
+    ]:
+        settlement = "instant" if code == "INVALID_PAYMENT_LEG" else "escrow"
+        response = client.post(
+            "/v1/payments", payment(merchant_order_id="mixed", legs=legs, settlement=settlement)
+        )
+        assert (response.status_code, error_code(response)) == (422, code), response.text
+        assert ERROR_STATUS[code] == 422
+    assert rows(app, payment_intents) == before
+    ok = client.post(
+        "/v1/payments",
+        payment(
+            merchant_order_id="mixed",
+            legs=[
+                {"method": "channel", "amount": 12_300},
+                {"method": "balance", "amount": 500, "account_id": buyer.account_id},
+            ],
+        ),
+    )
+    assert ok.status_code == 201, ok.text
+    assert channel.orders[ok.json()["attempt"]["id"]].amount.amount == 12_300
+
+
+def test_card_errors_get_a_code_and_change_nothing(app, merchant, clock, request):
+    """Every card code through the API, against a quick pay sandbox over HTTP (and a second
+    instance that does not answer). A refused request leaves the card and payment tables as
+    they were; only VERIFICATION_REQUIRED stores its payment (unsent), by design."""
+    import httpx
+
+    from clearhouse.accounts.model import KycLevel
+    from clearhouse.api.app import create_api
+    from clearhouse.api.client import MerchantClient
+    from clearhouse.db.schema import card_bindings, card_signings, cards
+    from clearhouse.gateway.channels.quickpay.adapter import QuickpayAdapter
+    from clearhouse.gateway.channels.quickpay.protocol import QuickpayCredentials
+    from clearhouse.sandbox.quickpay import Issuers, QuickpaySandbox, create_app
+    from clearhouse.sandbox.serving import ServedApp
+    from tests.card_support import CAPPED, CREDIT, DEBIT, PII_KEY, add_customer, bind_body
+    from tests.gateway_support import make_gateway
+
+    keys = QuickpayCredentials.generate()
+    sandbox = QuickpaySandbox(keys, Issuers.seeded(), clock)
+    seen: set[str] = set()
+
+    def counts() -> tuple[int, ...]:
+        return tuple(rows(app, t) for t in (cards, card_signings, card_bindings, payment_intents))
+
+    def expect(response, code: str) -> None:  # type: ignore[no-untyped-def]
+        assert error_code(response) == code, response.text
+        assert response.status_code == ERROR_STATUS[code]
+        seen.add(code)
+
+    with ServedApp(create_app(sandbox)) as channel:
+        up = QuickpayAdapter(keys.merchant_view(), base_url=channel.base_url, clock=clock)
+        down = QuickpayAdapter(
+            keys.merchant_view(), "http://127.0.0.1:9", timeout=0.5, clock=clock, name="quickpay_b"
+        )
+        gateway = make_gateway(app, {"quickpay": up, "quickpay_b": down}, pii_key=PII_KEY)
+        request.addfinalizer(gateway.close)
+        with ServedApp(create_api(gateway)) as served, httpx.Client(base_url=served.base_url) as h:
+            client = MerchantClient(
+                h, merchant.key.key_id, merchant.key.secret, lambda: clock.now().timestamp()
+            )
+            zhang = add_customer(app, DEBIT)
+            unverified = add_customer(app, CREDIT, kyc=KycLevel.UNVERIFIED)
+            before = counts()
+            bind = f"/v1/customers/{zhang}/cards"
+            expect(client.post("/v1/customers/cus_x/cards", bind_body(DEBIT)), "CUSTOMER_NOT_FOUND")
+            expect(
+                client.post(f"/v1/customers/{unverified}/cards", bind_body(CREDIT)),
+                "IDENTITY_NOT_VERIFIED",
+            )
+            expect(client.post(bind, bind_body(DEBIT, holder_name="李四")), "IDENTITY_MISMATCH")
+            bad_luhn = bind_body(DEBIT, card_number="6219990000000000011")
+            expect(client.post(bind, bad_luhn), "INVALID_CARD")
+            expect(client.post(bind, bind_body(DEBIT, phone="13900000000")), "CARD_REFUSED")
+            down_body = bind_body(DEBIT, channel="quickpay_b")
+            expect(client.post(bind, down_body), "CHANNEL_UNAVAILABLE")
+            expect(
+                client.post("/v1/card-bindings/bnd_x/confirm", {"sms_code": "123456"}),
+                "BINDING_NOT_FOUND",
+            )
+            expect(client.post("/v1/cards/card_x/unbind", {}), "CARD_NOT_FOUND")
+            assert counts() == before
+            assert sandbox.state.bind_requests == {}  # the channel kept nothing either
+
+            binding = client.post(bind, bind_body(DEBIT)).json()
+            code = sandbox.last_sms_code(DEBIT.phone)
+            wrong = {"sms_code": "000000" if code != "000000" else "111111"}
+            confirm = f"/v1/card-bindings/{binding['id']}/confirm"
+            expect(client.post(confirm, wrong), "VERIFICATION_FAILED")
+            card = client.post(confirm, {"sms_code": code}).json()
+            pay = payment(channel="card", method="card", payer_id=card["id"], amount=30_000)
+            before = counts()
+            waiting = client.post("/v1/payments", pay)
+            expect(waiting, "VERIFICATION_REQUIRED")
+            assert counts()[-1] == before[-1] + 1  # stored, not sent
+            assert sandbox.state.txns == {}
+
+            capped = add_customer(app, CAPPED)
+            binding = client.post(f"/v1/customers/{capped}/cards", bind_body(CAPPED)).json()
+            code = sandbox.last_sms_code(CAPPED.phone)
+            cap = client.post(f"/v1/card-bindings/{binding['id']}/confirm", {"sms_code": code})
+            over = payment(merchant_order_id="o-cap", method="card", channel="card", amount=300_001)
+            before = counts()
+            expect(
+                client.post("/v1/payments", over | {"payer_id": cap.json()["id"]}),
+                "ISSUER_LIMIT_EXCEEDED",
+            )
+            assert client.post(f"/v1/cards/{card['id']}/unbind", {}).status_code == 200
+            unbound = pay | {"merchant_order_id": "o-unbound"}
+            expect(client.post("/v1/payments", unbound), "CARD_NOT_ACTIVE")
+            assert counts()[-1] == before[-1]
+            gateway.close()
+    assert len(seen) == 12
+
+
+def test_wallet_movements_and_their_errors_over_http(app, client, channel, merchant):
+    """Top-up, transfer, withdrawal and balance through the API, and every wallet code; a
+    refused request changes no balance, usage or row."""
+    from clearhouse.accounts.handlers import set_fund_account_status
+    from clearhouse.accounts.model import LimitKind, Status
+    from clearhouse.db.schema import wallet_transfers, withdrawals
+    from tests.wallet_support import (
+        CAPPED,
+        add_buyer,
+        available,
+        fund_reserve,
+        settle_topup,
+        used,
+    )
+
+    seen: set[str] = set()
+
+    def expect(response, code: str) -> None:  # type: ignore[no-untyped-def]
+        assert error_code(response) == code, response.text
+        assert response.status_code == ERROR_STATUS[code]
+        seen.add(code)
+
+    alice = add_buyer(app, "alice", balance=100_000)
+    bob = add_buyer(app, "bob", card=CAPPED)
+    dollars = add_buyer(app, "dollars", card=None, currency="USD")
+    frozen = add_buyer(app, "frozen", card=None)
+    run_in_transaction(
+        app.engine, lambda c: set_fund_account_status(c, frozen.fund_id, Status.FROZEN)
+    )
+    topup = {
+        "topup_id": "tu-1",
+        "account_id": bob.account_id,
+        "amount": 5_000,
+        "currency": "CNY",
+        "channel": "wechatpay",
+        "method": "native",
+    }
+    made = client.post("/v1/topups", topup)
+    assert made.status_code == 201, made.text
+    assert (made.json()["purpose"], made.json()["account_id"]) == ("topup", bob.account_id)
+    settle_topup(client, channel, made.json()["attempt"]["id"])
+    refund = {"amount": 100, "currency": "CNY", "reason": "no"}
+    expect(client.post(f"/v1/payments/{made.json()['id']}/refunds", refund), "TOPUP_NOT_REFUNDABLE")
+    shown = client.get(f"/v1/accounts/{bob.account_id}/balance").json()
+    assert (shown["posted"], shown["available"]) == (5_000, 5_000)
+    expect(client.get("/v1/accounts/acc_nobody/balance"), "ACCOUNT_NOT_FOUND")
+
+    move = {
+        "transfer_id": "t-1",
+        "from_account_id": alice.account_id,
+        "to_account_id": bob.account_id,
+        "amount": 2_000,
+        "currency": "CNY",
+    }
+    before = (available(app, alice), available(app, bob), rows(app, wallet_transfers))
+    expect(client.post("/v1/transfers", move | {"to_account_id": alice.account_id}), "SAME_ACCOUNT")
+    expect(client.post("/v1/transfers", move | {"to_account_id": "acc_x"}), "ACCOUNT_NOT_FOUND")
+    expect(
+        client.post("/v1/transfers", move | {"to_account_id": dollars.account_id}),
+        "CURRENCY_MISMATCH",
+    )
+    expect(
+        client.post("/v1/transfers", move | {"to_account_id": frozen.account_id}),
+        "ACCOUNT_NOT_ACTIVE",
+    )
+    expect(client.post("/v1/transfers", move | {"amount": 1_000_001}), "KYC_LIMIT_EXCEEDED")
+    expect(
+        client.post(
+            "/v1/transfers",
+            move
+            | {"from_account_id": bob.account_id, "to_account_id": alice.account_id}
+            | {"amount": 9_000},
+        ),
+        "INSUFFICIENT_BALANCE",
+    )
+    assert (available(app, alice), available(app, bob), rows(app, wallet_transfers)) == before
+    assert client.post("/v1/transfers", move).status_code == 201
+    expect(client.post("/v1/transfers", move | {"amount": 2_001}), "DUPLICATE_TRANSFER")
+
+    out = {
+        "withdrawal_id": "w-1",
+        "account_id": alice.account_id,
+        "card_id": alice.card_id,
+        "amount": 10_000,
+        "currency": "CNY",
+    }
+    before = (available(app, alice), rows(app, withdrawals))
+    expect(client.post("/v1/withdrawals", out), "PAYOUT_UNAVAILABLE")  # no money at the bank
+    expect(client.post("/v1/withdrawals", out | {"card_id": bob.card_id}), "CARD_NOT_OWNED")
+    assert (available(app, alice), rows(app, withdrawals)) == before
+    assert used(app, alice.customer_id, LimitKind.WITHDRAWAL) == 0
+    fund_reserve(app)
+    made = client.post("/v1/withdrawals", out)
+    assert made.status_code == 201, made.text
+    assert (made.json()["status"], made.json()["rail"]) == ("REQUESTED", "realtime")
+    read = client.get(f"/v1/withdrawals/{made.json()['id']}")
+    assert read.json()["id"] == made.json()["id"]
+    expect(client.post("/v1/withdrawals", out | {"amount": 10_001}), "DUPLICATE_WITHDRAWAL")
+    expect(client.get("/v1/withdrawals/wdr_nobody"), "WITHDRAWAL_NOT_FOUND")
+    assert len(seen) == 12
 
 
 def test_every_published_error_code_is_driven_by_a_test():

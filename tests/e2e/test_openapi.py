@@ -71,6 +71,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, requ
     with ServedApp(create_api(gateway)) as server:
         yield server.base_url, session
     session.close()
+    gateway.close()
     app.close()
 
 

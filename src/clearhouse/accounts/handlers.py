@@ -404,3 +404,37 @@ def reserve_limit(
             update(limit_usage).where(*where(period)).values(used_minor=u.used_minor + amount_minor)
         )
     return None
+
+
+def release_limit(
+    conn: Connection,
+    *,
+    customer_id: str,
+    kind: LimitKind,
+    currency: str,
+    amount_minor: int,
+    on: date,
+) -> None:
+    """Give back usage that ``reserve_limit`` counted on ``on`` for a movement that did not
+    happen (a withdrawal the bank refused, a top-up that failed), so money that never moved
+    does not use up the identity's limits. The windows are those of the reservation's day."""
+    assert amount_minor > 0
+    u = limit_usage.c
+    for period, start in ((LimitPeriod.DAY, on), (LimitPeriod.YEAR, date(on.year, 1, 1))):
+        result = conn.execute(
+            update(limit_usage)
+            .where(
+                u.customer_id == customer_id,
+                u.kind == kind.value,
+                u.period == period.value,
+                u.period_start == start,
+                u.currency == currency,
+                u.used_minor >= amount_minor,
+            )
+            .values(used_minor=u.used_minor - amount_minor)
+        )
+        if result.rowcount != 1:
+            raise AccountError(
+                f"no {kind.value} usage of {amount_minor} to release for {customer_id} "
+                f"({period.value} of {start})"
+            )

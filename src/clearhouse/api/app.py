@@ -15,40 +15,38 @@ from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
 from fastapi import FastAPI, Path, Query, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from clearhouse.api import guard, signing
+from clearhouse.api.cards import CARD_BODIES, add_card_routes
+from clearhouse.api.common import ERRORS_DOC, MAX_ID, Handler, body_schema, parse
 from clearhouse.api.errors import error_response
+from clearhouse.api.marketplace import add_marketplace_routes
 from clearhouse.api.schemas import (
-    CashierOption,
     DeliveryOut,
-    ErrorOut,
     EventOut,
+    GroupCreate,
     PaymentCreate,
     PaymentOut,
     RefundCreate,
     RefundOut,
-    RoutingOut,
 )
+from clearhouse.api.wallet import WALLET_BODIES, add_wallet_routes
 from clearhouse.errors import ClearhouseError
+from clearhouse.gateway.legs import LegRequest
 from clearhouse.gateway.model import Settlement
-from clearhouse.gateway.payments import PaymentRequest, view
+from clearhouse.gateway.payments import PaymentRequest, mixed_parts, view
 from clearhouse.gateway.refunds import refund_view
 from clearhouse.gateway.service import Gateway
 from clearhouse.money import Money
 
 log = logging.getLogger(__name__)
 
-M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
-MAX_ID = 2**63 - 1
-Handler = Callable[[guard.Caller, bytes], tuple[int, Any]]
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorOut} for status in (400, 401, 402, 403, 404, 409, 422, 503)
-}
 
 
 class _Workers:
@@ -86,6 +84,8 @@ def create_api(gateway: Gateway, threads: int = 8) -> FastAPI:
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
         return error_response("VALIDATION_ERROR", "invalid parameters", errors=errors)
 
+    api.add_exception_handler(HTTPException, _allow_every_method)
+
     async def guarded(request: Request, handler: Handler, *, idempotent: bool) -> Response:
         body = await request.body()
         headers = {k.lower(): v for k, v in request.headers.items()}
@@ -98,12 +98,18 @@ def create_api(gateway: Gateway, threads: int = 8) -> FastAPI:
         "/v1/payments",
         status_code=201,
         response_model=PaymentOut,
-        responses=_ERRORS,
-        openapi_extra=_body(PaymentCreate),
+        responses=ERRORS_DOC,
+        openapi_extra=body_schema(PaymentCreate),
     )
     async def create_payment(request: Request) -> Response:
         def handle(caller: guard.Caller, body: bytes) -> tuple[int, Any]:
-            req = _parse(PaymentCreate, body)
+            req = parse(PaymentCreate, body)
+            parts: tuple[LegRequest, ...] = ()
+            if req.legs is not None:
+                parts = mixed_parts(
+                    Money(req.amount, req.currency),
+                    [(p.method, Money(p.amount, req.currency), p.account_id) for p in req.legs],
+                )
             intent = gateway.payments.create(
                 caller.merchant_id,
                 PaymentRequest(
@@ -116,35 +122,19 @@ def create_api(gateway: Gateway, threads: int = 8) -> FastAPI:
                     expires_at=req.expires_at,
                     payer_id=req.payer_id,
                     payer_ref=req.payer_ref,
+                    legs=parts,
+                    verification=req.verification,
                 ),
             )
             return 201, view(intent, gateway.payments.attempts(intent.id))
 
         return await guarded(request, handle, idempotent=True)
 
-    @api.get("/v1/payments/{payment_id}/routing", response_model=RoutingOut, responses=_ERRORS)
-    async def get_routing(payment_id: str, request: Request) -> Response:
-        def handle(caller: guard.Caller, body: bytes) -> tuple[int, Any]:
-            intent = gateway.payments.get(caller.merchant_id, payment_id)
-            return 200, gateway.router.decision(intent.id)
+    add_marketplace_routes(api, gateway, guarded)
+    add_card_routes(api, gateway, guarded)
+    add_wallet_routes(api, gateway, guarded)
 
-        return await guarded(request, handle, idempotent=False)
-
-    @api.get("/v1/cashier", response_model=list[CashierOption], responses=_ERRORS)
-    async def get_cashier(
-        request: Request,
-        amount: Annotated[int, Query(ge=1, le=MAX_ID)],
-        currency: Annotated[str, Query(pattern=r"^[A-Z]{3}$")],
-        payer_ref: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
-    ) -> Response:
-        def handle(caller: guard.Caller, body: bytes) -> tuple[int, Any]:
-            money = Money(amount, currency)
-            options = gateway.router.cashier(caller.merchant_id, money, payer_ref)
-            return 200, [dataclasses.asdict(o) for o in options]
-
-        return await guarded(request, handle, idempotent=False)
-
-    @api.get("/v1/payments/{payment_id}", response_model=PaymentOut, responses=_ERRORS)
+    @api.get("/v1/payments/{payment_id}", response_model=PaymentOut, responses=ERRORS_DOC)
     async def get_payment(payment_id: str, request: Request) -> Response:
         def handle(caller: guard.Caller, body: bytes) -> tuple[int, Any]:
             intent = gateway.payments.get(caller.merchant_id, payment_id)
@@ -152,7 +142,7 @@ def create_api(gateway: Gateway, threads: int = 8) -> FastAPI:
 
         return await guarded(request, handle, idempotent=False)
 
-    @api.post("/v1/payments/{payment_id}/close", response_model=PaymentOut, responses=_ERRORS)
+    @api.post("/v1/payments/{payment_id}/close", response_model=PaymentOut, responses=ERRORS_DOC)
     async def close_payment(payment_id: str, request: Request) -> Response:
         def handle(caller: guard.Caller, body: bytes) -> tuple[int, Any]:
             intent = gateway.payments.close(caller.merchant_id, payment_id)
@@ -160,7 +150,7 @@ def create_api(gateway: Gateway, threads: int = 8) -> FastAPI:
 
         return await guarded(request, handle, idempotent=True)
 
-    @api.post("/v1/payments/{payment_id}/complete", response_model=PaymentOut, responses=_ERRORS)
+    @api.post("/v1/payments/{payment_id}/complete", response_model=PaymentOut, responses=ERRORS_DOC)
     async def complete_payment(payment_id: str, request: Request) -> Response:
         def handle(caller: guard.Caller, body: bytes) -> tuple[int, Any]:
             intent = gateway.payments.complete(caller.merchant_id, payment_id)
@@ -172,12 +162,12 @@ def create_api(gateway: Gateway, threads: int = 8) -> FastAPI:
         "/v1/payments/{payment_id}/refunds",
         status_code=201,
         response_model=RefundOut,
-        responses=_ERRORS,
-        openapi_extra=_body(RefundCreate),
+        responses=ERRORS_DOC,
+        openapi_extra=body_schema(RefundCreate),
     )
     async def create_refund(payment_id: str, request: Request) -> Response:
         def handle(caller: guard.Caller, body: bytes) -> tuple[int, Any]:
-            req = _parse(RefundCreate, body)
+            req = parse(RefundCreate, body)
             refund = gateway.refunds.create(
                 caller.merchant_id,
                 payment_id,
@@ -189,14 +179,14 @@ def create_api(gateway: Gateway, threads: int = 8) -> FastAPI:
 
         return await guarded(request, handle, idempotent=True)
 
-    @api.get("/v1/refunds/{refund_id}", response_model=RefundOut, responses=_ERRORS)
+    @api.get("/v1/refunds/{refund_id}", response_model=RefundOut, responses=ERRORS_DOC)
     async def get_refund(refund_id: str, request: Request) -> Response:
         def handle(caller: guard.Caller, body: bytes) -> tuple[int, Any]:
             return 200, refund_view(gateway.refunds.get(caller.merchant_id, refund_id))
 
         return await guarded(request, handle, idempotent=False)
 
-    @api.get("/v1/events", response_model=list[EventOut], responses=_ERRORS)
+    @api.get("/v1/events", response_model=list[EventOut], responses=ERRORS_DOC)
     async def list_events(
         request: Request,
         after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
@@ -209,7 +199,7 @@ def create_api(gateway: Gateway, threads: int = 8) -> FastAPI:
         return await guarded(request, handle, idempotent=False)
 
     @api.get(
-        "/v1/events/{event_id}/deliveries", response_model=list[DeliveryOut], responses=_ERRORS
+        "/v1/events/{event_id}/deliveries", response_model=list[DeliveryOut], responses=ERRORS_DOC
     )
     async def list_deliveries(
         event_id: Annotated[int, Path(ge=1, le=MAX_ID)], request: Request
@@ -219,7 +209,7 @@ def create_api(gateway: Gateway, threads: int = 8) -> FastAPI:
 
         return await guarded(request, handle, idempotent=False)
 
-    @api.post("/v1/events/{event_id}/resend", responses=_ERRORS)
+    @api.post("/v1/events/{event_id}/resend", responses=ERRORS_DOC)
     async def resend_event(
         event_id: Annotated[int, Path(ge=1, le=MAX_ID)], request: Request
     ) -> Response:
@@ -246,6 +236,21 @@ def create_api(gateway: Gateway, threads: int = 8) -> FastAPI:
     return api
 
 
+async def _allow_every_method(request: Request, exc: Exception) -> Response:
+    """A path served by several routes (GET and POST of /v1/customers/{id}/cards): the
+    framework's 405 names the first route's methods only; Allow must name them all."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        allowed = {
+            method
+            for route in request.app.routes
+            if route.matches(request.scope)[0] is not Match.NONE
+            for method in getattr(route, "methods", None) or ()
+        }
+        exc.headers = {**(exc.headers or {}), "Allow": ", ".join(sorted(allowed))}
+    return await http_exception_handler(request, exc)
+
+
 def _install_openapi(api: FastAPI) -> None:
     """The document with the request bodies the handlers parse themselves (after the
     signature check, so FastAPI must not parse them first)."""
@@ -259,7 +264,7 @@ def _install_openapi(api: FastAPI) -> None:
                 routes=api.routes,
             )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (PaymentCreate, RefundCreate):
+            for model in (PaymentCreate, RefundCreate, GroupCreate, *CARD_BODIES, *WALLET_BODIES):
                 found = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(found.pop("$defs", {}))
                 components[model.__name__] = found
@@ -286,7 +291,9 @@ def _run(
         if idempotent:
             # The key covers the route too: one key cannot replay another endpoint's answer.
             scope = f"{method} {path}\n".encode() + body
-            replay = guard.begin_idempotent(gateway.engine, gateway.clock, caller, key, scope)
+            replay = guard.begin_idempotent(
+                gateway.engine, gateway.clock, caller, key, scope, sealer=gateway.sealer
+            )
             if replay is not None:
                 return Response(
                     replay.body,
@@ -319,23 +326,6 @@ def _call(handler: Handler, caller: guard.Caller, body: bytes) -> Response:
         status,
         media_type="application/json",
     )
-
-
-def _parse(model: type[M], body: bytes) -> M:
-    try:
-        return model.model_validate_json(body or b"{}")
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_context=False, include_input=False)
-        if any(e["type"] == "json_invalid" for e in errors):
-            raise ClearhouseError("request body is not valid JSON", code="MALFORMED_JSON") from exc
-        raise ClearhouseError(
-            "request body does not match the schema", code="VALIDATION_ERROR", errors=errors
-        ) from exc
-
-
-def _body(model: type[BaseModel]) -> dict[str, Any]:
-    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
 
 
 def _event_out(row: dict[str, Any]) -> dict[str, Any]:

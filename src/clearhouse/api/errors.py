@@ -38,6 +38,10 @@ ERROR_STATUS: dict[str, int] = {
     "CHANNEL_NOT_SUPPORTED": 422,
     "METHOD_NOT_SUPPORTED": 422,
     "NO_ROUTE": 422,  # every channel that could carry it is over a limit or unavailable
+    "LEGS_DO_NOT_ADD_UP": 422,  # a mixed payment's parts and its amount differ
+    "INVALID_PAYMENT_LEG": 422,
+    "INSUFFICIENT_BALANCE": 422,  # the payer's balance cannot cover its part
+    "NOT_A_SELLER": 422,  # a combined payment's order for a merchant not on this marketplace
     "ORDER_EXPIRED": 422,
     "DUPLICATE_ORDER": 409,
     "RISK_DECLINED": 402,
@@ -52,6 +56,31 @@ ERROR_STATUS: dict[str, int] = {
     "REFUND_EXCEEDS_BALANCE": 422,  # the merchant's settlement balance cannot cover it
     # webhooks
     "DELIVERY_NOT_FOUND": 404,
+    # cards
+    "CUSTOMER_NOT_FOUND": 404,
+    "IDENTITY_NOT_VERIFIED": 422,  # the customer has no verified real-name identity
+    "IDENTITY_MISMATCH": 422,  # the holder's name or ID number is not the customer's
+    "INVALID_CARD": 422,  # an element that cannot be right; `field` names it
+    "CARD_REFUSED": 422,  # the channel or issuer refused the card; `reason` is its code
+    "BINDING_NOT_FOUND": 404,
+    "VERIFICATION_FAILED": 422,  # the SMS code was refused; `reason` says how
+    "CARD_NOT_FOUND": 404,
+    "CARD_NOT_ACTIVE": 409,  # the card was unbound
+    "ISSUER_LIMIT_EXCEEDED": 422,  # over the issuer's limit, every channel together
+    "VERIFICATION_REQUIRED": 402,  # stored, not sent: the payer's SMS code is needed
+    "CHANNEL_UNAVAILABLE": 503,  # no usable answer from the channel: retry
+    # wallet: top-ups, transfers, withdrawals
+    "TOPUP_NOT_REFUNDABLE": 409,  # the money is the buyer's balance now: withdraw it
+    "ACCOUNT_NOT_FOUND": 404,  # no such account, or no buyer balance in the currency
+    "ACCOUNT_NOT_ACTIVE": 409,  # the account, its customer or its balance is frozen/closed
+    "CURRENCY_MISMATCH": 422,  # the account's balance is in another currency
+    "SAME_ACCOUNT": 422,  # a transfer to the account it comes from
+    "KYC_LIMIT_EXCEEDED": 422,  # over the identity's limit; `period` and `headroom` say which
+    "DUPLICATE_TRANSFER": 409,  # the transfer id is taken by a different transfer
+    "DUPLICATE_WITHDRAWAL": 409,
+    "WITHDRAWAL_NOT_FOUND": 404,
+    "CARD_NOT_OWNED": 422,  # the card is another customer's than the balance's
+    "PAYOUT_UNAVAILABLE": 503,  # the platform's bank reserve cannot cover it now: retry
     # the server's own trouble: safe to retry with the same Idempotency-Key
     "DATABASE_BUSY": 503,
     "INTERNAL_ERROR": 500,

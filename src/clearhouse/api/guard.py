@@ -114,16 +114,29 @@ class Replay:
 
 
 def begin_idempotent(
-    engine: Engine, clock: Clock, caller: Caller, key: str | None, request: bytes
+    engine: Engine,
+    clock: Clock,
+    caller: Caller,
+    key: str | None,
+    request: bytes,
+    sealer: Sealer | None = None,
 ) -> Replay | None:
-    """Claim the key for this request, or return the stored answer of its first run."""
+    """Claim the key for this request, or return the stored answer of its first run.
+
+    Only a digest of the request is kept, never the request. With ``sealer`` the digest is
+    keyed by the server's secret: a body holding card data (a card number with its CVV, an ID
+    number) cannot be found from its digest by trying the few values a CVV can take."""
     if not key:
         raise Refused(
             "send an Idempotency-Key header on every POST", code="IDEMPOTENCY_KEY_REQUIRED"
         )
     if len(key) > MAX_IDEMPOTENCY_KEY:
         raise Refused("Idempotency-Key is too long", code="IDEMPOTENCY_KEY_REQUIRED")
-    digest = hashlib.sha256(request).digest()
+    digest = (
+        hashlib.sha256(request).digest()
+        if sealer is None
+        else sealer.digest(request, "api.idempotency")
+    )
     now = clock.now()
 
     def work(conn: Connection) -> Replay | None:

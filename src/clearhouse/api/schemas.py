@@ -10,6 +10,16 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
 OrderId = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-|*.]+$")
 
 
+class LegIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["channel", "balance", "subsidy"]
+    amount: StrictInt = Field(description="minor units")
+    account_id: str | None = Field(
+        default=None, min_length=1, max_length=40, description="the payer's account (balance)"
+    )
+
+
 class PaymentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -25,7 +35,8 @@ class PaymentCreate(BaseModel):
     )
     method: Literal["native", "jsapi", "page", "card"] = Field(
         description="native: QR code; jsapi: in the channel's app (needs payer_id); page: "
-        "the channel's cashier page; card: a card the channel holds (payer_id is its token). "
+        "the channel's cashier page; card: a bound card (payer_id is its card id from "
+        "/v1/customers/{id}/cards, or a card token the channel holds, as Stripe's). "
         "Not every channel takes every method."
     )
     settlement: Literal["instant", "escrow"] = "escrow"
@@ -37,6 +48,44 @@ class PaymentCreate(BaseModel):
         max_length=64,
         description="your id for the payer: the cashier shows their last method first",
     )
+    legs: list[LegIn] | None = Field(
+        default=None,
+        max_length=3,
+        description="a mixed payment: the parts, adding up to amount, one of them the channel's "
+        "(the balance part is refunded first; the subsidy is not refunded)",
+    )
+    verification: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{4,8}$",
+        description="a card payment above the channel's small-amount exemption: the payer's SMS "
+        "code (POST /v1/payments/{id}/sms sends it). Not part of the request's identity: send "
+        "the same request again with it. Never stored or shown.",
+    )
+
+
+class OrderIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    merchant_order_id: str = OrderId
+    amount: StrictInt
+    description: str = Field(min_length=1, max_length=128)
+    merchant_id: str | None = Field(
+        default=None, min_length=1, max_length=40, description="a seller of your marketplace"
+    )
+
+
+class GroupCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    merchant_group_id: str = OrderId
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    orders: list[OrderIn] = Field(min_length=2, max_length=50)
+    channel: str = Field(pattern=r"^[a-z_]{2,16}$")
+    method: Literal["native", "jsapi", "page", "card"]
+    settlement: Literal["instant", "escrow"] = "escrow"
+    expires_at: AwareDatetime | None = None
+    payer_id: str | None = Field(default=None, min_length=1, max_length=64)
+    payer_ref: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class RefundCreate(BaseModel):
@@ -144,3 +193,205 @@ class CashierOption(BaseModel):
     fee: int | None
     reason: str | None
     last_used: bool
+
+
+class GroupOut(BaseModel):
+    id: str
+    merchant_group_id: str
+    amount: int
+    currency: str
+    status: str
+    payments: list[PaymentOut]
+    created_at: datetime
+
+
+# --- cards ----------------------------------------------------------------------------------
+
+
+class CardBindCreate(BaseModel):
+    """What the payer types to bind a card: 3 elements (name, ID number, card number), 4 with
+    the bank-registered phone; a credit card also its expiry and CVV. The CVV is used for this
+    verification only: never stored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    holder_name: str = Field(min_length=1, max_length=60)
+    id_number: str = Field(min_length=1, max_length=32, description="resident ID card number")
+    card_number: str = Field(min_length=1, max_length=32)
+    phone: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=20,
+        description="the bank-registered phone (4 elements); without it the SMS code goes to the "
+        "phone the bank has",
+    )
+    expiry: str | None = Field(
+        default=None, min_length=1, max_length=8, description="credit cards: MMYY as printed"
+    )
+    cvv: str | None = Field(
+        default=None, min_length=1, max_length=8, description="credit cards: never stored"
+    )
+    channel: str = Field(default="quickpay", pattern=r"^[a-z_]{2,16}$")
+
+
+class CardBindingConfirm(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sms_code: str = Field(pattern=r"^[0-9]{4,8}$")
+
+
+class CardSigningCreate(BaseModel):
+    """Bind a card already held on another channel: the ID number again and, for a credit
+    card, the CVV (never kept, so asked each time)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: str = Field(pattern=r"^[a-z_]{2,16}$")
+    id_number: str = Field(min_length=1, max_length=32)
+    cvv: str | None = Field(default=None, min_length=1, max_length=8)
+
+
+class CardBindingOut(BaseModel):
+    id: str
+    customer_id: str
+    channel: str
+    card_id: str | None
+    status: str  # pending | confirmed | failed
+    masked_phone: str | None
+    expires_at: datetime | None  # of the SMS code
+    error_code: str | None
+    created_at: datetime
+
+
+class CardSigningOut(BaseModel):
+    channel: str
+    status: str  # active | unbound
+    currency: str
+    single_limit: int | None  # this channel's limits for the card, minor units
+    daily_limit: int | None
+
+
+class CardOut(BaseModel):
+    id: str  # the payer_id of a card payment
+    customer_id: str
+    masked_card_number: str
+    bank: str | None
+    card_type: str  # debit | credit
+    status: str  # active | unbound
+    signings: list[CardSigningOut]
+    created_at: datetime
+
+
+class PaymentSmsOut(BaseModel):
+    payment_id: str
+    attempt_id: str
+    channel: str
+    masked_phone: str | None
+    expires_at: datetime | None
+
+
+# --- wallet: top-ups, transfers, withdrawals, balances ---------------------------------------
+
+AccountId = Field(min_length=1, max_length=40)
+
+
+class TopupCreate(BaseModel):
+    """Top up a buyer's balance through a channel payment (the money is the buyer's once
+    paid: no commission, not refundable; it leaves by a withdrawal)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    topup_id: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_\-|*.]+$",
+        description="your id for the top-up (the payment's merchant_order_id): idempotency",
+    )
+    account_id: str = AccountId
+    amount: StrictInt = Field(description="minor units")
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    channel: str = Field(pattern=r"^[a-z_]{2,16}$")
+    method: Literal["native", "jsapi", "page", "card"]
+    expires_at: AwareDatetime | None = None
+    payer_id: str | None = Field(default=None, min_length=1, max_length=64)
+    payer_ref: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class TopupOut(PaymentOut):
+    purpose: str  # topup
+    account_id: str | None
+
+
+class TransferCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    transfer_id: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_\-|*.]+$",
+        description="your id for the transfer: the same request again returns it",
+    )
+    from_account_id: str = AccountId
+    to_account_id: str = AccountId
+    amount: StrictInt = Field(description="minor units")
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    description: str = Field(default="", max_length=128)
+
+
+class TransferOut(BaseModel):
+    id: str
+    transfer_id: str
+    from_account_id: str
+    to_account_id: str
+    amount: int
+    currency: str
+    description: str
+    status: str  # COMPLETED
+    entry_id: int
+    created_at: datetime
+
+
+class WithdrawalCreate(BaseModel):
+    """Withdraw from a buyer's balance to the buyer's own bound card. Paid in batches: the
+    answer is REQUESTED; the outcome comes as an event (withdrawal.paid, withdrawal.failed,
+    withdrawal.suspended) and on GET."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    withdrawal_id: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_\-|*.]+$",
+        description="your id for the withdrawal: the same request again returns it",
+    )
+    account_id: str = AccountId
+    card_id: str = Field(min_length=1, max_length=40, description="a card of the same customer")
+    amount: StrictInt = Field(description="minor units")
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+
+
+class WithdrawalOut(BaseModel):
+    id: str
+    withdrawal_id: str
+    account_id: str
+    card_id: str
+    amount: int
+    currency: str
+    rail: str  # realtime | batch | large_value
+    status: str  # REQUESTED | SUBMITTED | PAID | FAILED | SUSPENDED
+    due_at: datetime
+    short_errors: int
+    error_code: str | None
+    batch_id: str | None
+    bank_txn_id: str | None
+    paid_at: datetime | None
+    created_at: datetime
+
+
+class BalanceOut(BaseModel):
+    account_id: str
+    role: str
+    currency: str
+    posted: int
+    pending: int  # held: withdrawals on their way, parts of payments not yet taken
+    available: int

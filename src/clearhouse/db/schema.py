@@ -234,6 +234,9 @@ merchants = Table(
     Column("webhook_url", String(500), nullable=True),
     Column("webhook_secret_sealed", LargeBinary, nullable=False),
     Column("created_at", Instant, nullable=False),
+    # A marketplace's sellers are its sub-merchants: it may take one combined payment for
+    # orders of several of them (P11) and refund any of those orders.
+    Column("parent_id", String(40), ForeignKey("merchants.id"), nullable=True, index=True),
     CheckConstraint("commission_bps BETWEEN 0 AND 10000", name="commission_bps"),
 )
 
@@ -274,6 +277,21 @@ api_idempotency = Table(
     sqlite_with_rowid=False,
 )
 
+# One payment for several orders (combined, P11) or one order paid several ways (mixed, P12).
+payment_groups = Table(
+    "payment_groups",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("merchant_id", String(40), ForeignKey("merchants.id"), nullable=False),
+    Column("merchant_group_id", String(64), nullable=False),  # the caller's reference
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("request_hash", LargeBinary(32), nullable=False),
+    Column("created_at", Instant, nullable=False),
+    UniqueConstraint("merchant_id", "merchant_group_id"),
+    CheckConstraint("amount > 0", name="amount_positive"),
+)
+
 payment_intents = Table(
     "payment_intents",
     metadata,
@@ -295,6 +313,10 @@ payment_intents = Table(
     Column("paid_at", Instant, nullable=True),
     # The merchant's reference for the payer: the cashier puts their last method first.
     Column("payer_ref", String(64), nullable=True),
+    Column("group_id", String(40), ForeignKey("payment_groups.id"), nullable=True, index=True),
+    # order | topup; a top-up credits the payer's buyer balance (wallet), not a merchant.
+    Column("purpose", String(16), nullable=False, server_default="order"),
+    Column("payer_account_id", String(40), ForeignKey("accounts.id"), nullable=True),
     Column("created_at", Instant, nullable=False),
     Column("updated_at", Instant, nullable=False),
     UniqueConstraint("merchant_id", "merchant_order_id"),
@@ -308,6 +330,10 @@ payment_attempts = Table(
     metadata,
     Column("id", String(40), primary_key=True),  # our out_trade_no at the channel
     Column("intent_id", String(40), ForeignKey("payment_intents.id"), nullable=False, index=True),
+    # A combined payment's one channel order: intent_id is its first order's.
+    Column("group_id", String(40), ForeignKey("payment_groups.id"), nullable=True, index=True),
+    # What the channel is asked for; NULL (rows from before groups) means the intent's amount.
+    Column("amount", BigInteger, nullable=True),
     Column("channel", String(16), nullable=False),
     Column("method", String(16), nullable=False),
     Column("payer_id", String(64), nullable=True),
@@ -320,6 +346,22 @@ payment_attempts = Table(
     # The poller's schedule: NULL once the attempt is final.
     Column("next_poll_at", Instant, nullable=True, index=True),
     Column("polls", Integer, nullable=False),
+)
+
+# The parts of a mixed payment (P12) that are not its channel attempt: the payer's balance and
+# the platform's subsidy, each reserved by a ledger hold until the channel part succeeds.
+payment_legs = Table(
+    "payment_legs",
+    metadata,
+    Column("intent_id", String(40), ForeignKey("payment_intents.id"), primary_key=True),
+    Column("method", String(16), primary_key=True),  # balance | subsidy
+    Column("amount", BigInteger, nullable=False),
+    Column("account_id", String(40), nullable=True),  # the payer's, for balance
+    Column("hold_entry_id", BigInteger, nullable=True),
+    Column("status", String(16), nullable=False),  # held | captured | voided
+    Column("refunded", BigInteger, nullable=False),
+    CheckConstraint("amount > 0", name="amount_positive"),
+    CheckConstraint("refunded >= 0 AND refunded <= amount", name="refunded_range"),
 )
 
 refunds = Table(
@@ -335,6 +377,10 @@ refunds = Table(
     Column("settled", Boolean, nullable=False),  # taken back from the merchant, not escrow
     # The ledger hold reserving the refund's money from acceptance until the channel answers.
     Column("hold_entry_id", BigInteger, nullable=True),
+    # A mixed payment's refund goes first to the payer's balance (it costs no channel fee):
+    # that part, held apart, is booked with the channel's part when the channel answers.
+    Column("balance_part", BigInteger, nullable=False, server_default="0"),
+    Column("balance_hold_entry_id", BigInteger, nullable=True),
     # The merchant's Idempotency-Key: a retried request finds its refund, never makes another.
     Column("request_key", String(128), nullable=True),
     Column("reason", String(80), nullable=False),
@@ -436,4 +482,161 @@ routing_decisions = Table(
     Column("draw", BigInteger, nullable=False),
     Column("considered", Text, nullable=False),  # JSON list, one object per channel
     Column("created_at", Instant, nullable=False),
+)
+
+# --- cards ----------------------------------------------------------------------------------
+
+# Bank cards bound by real-name customers for quick pay (gateway/cards.py). The card number,
+# holder name, phone and expiry are sealed (AES-GCM under the server's key); the keyed digest
+# of the number finds the same card again. The CVV is never stored, in any form.
+cards = Table(
+    "cards",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("customer_id", String(40), ForeignKey("customers.id"), nullable=False, index=True),
+    Column("pan_digest", LargeBinary(32), nullable=False),
+    Column("pan_sealed", LargeBinary, nullable=False),
+    Column("masked_pan", String(24), nullable=False),  # first six and last four digits
+    Column("bank", String(80), nullable=True),
+    Column("bank_code", String(16), nullable=True),
+    Column("card_type", String(8), nullable=False),  # debit | credit
+    Column("expiry_sealed", LargeBinary, nullable=True),  # credit cards
+    Column("holder_sealed", LargeBinary, nullable=False),
+    Column("phone_sealed", LargeBinary, nullable=True),  # when bound with four elements
+    Column("status", String(16), nullable=False),  # active | unbound
+    Column("created_at", Instant, nullable=False),
+    Column("updated_at", Instant, nullable=False),
+    UniqueConstraint("customer_id", "pan_digest"),
+)
+
+# A card signed on one channel: the channel's token for it and the limits its bind answer
+# gave (the channel's per card, and the issuer's across every channel).
+card_signings = Table(
+    "card_signings",
+    metadata,
+    Column("card_id", String(40), ForeignKey("cards.id"), primary_key=True),
+    Column("channel", String(16), primary_key=True),
+    Column("token", String(64), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("single_limit", BigInteger, nullable=True),
+    Column("daily_limit", BigInteger, nullable=True),
+    Column("issuer_single_limit", BigInteger, nullable=True),
+    Column("issuer_daily_limit", BigInteger, nullable=True),
+    Column("status", String(16), nullable=False),  # active | unbound
+    Column("created_at", Instant, nullable=False),
+    Column("updated_at", Instant, nullable=False),
+)
+
+# A binding waiting for its SMS code. A new card's elements (number, holder, phone, expiry;
+# never the CVV) are sealed here until the confirmation creates the card; signing a known card
+# on another channel names it instead.
+card_bindings = Table(
+    "card_bindings",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("customer_id", String(40), ForeignKey("customers.id"), nullable=False, index=True),
+    Column("merchant_id", String(40), nullable=True),  # who started it, for the record
+    Column("channel", String(16), nullable=False),
+    Column("request_id", String(40), nullable=False),  # the bind request's id at the channel
+    Column("card_id", String(40), ForeignKey("cards.id"), nullable=True),
+    Column("elements_sealed", LargeBinary, nullable=True),
+    Column("masked_phone", String(20), nullable=True),
+    Column("expires_at", Instant, nullable=True),  # of the SMS code
+    Column("status", String(16), nullable=False),  # pending | confirmed | failed
+    Column("error_code", String(64), nullable=True),
+    Column("created_at", Instant, nullable=False),
+    Column("updated_at", Instant, nullable=False),
+    UniqueConstraint("channel", "request_id"),
+)
+
+# What each card has been charged per day of its card network (Beijing days), all channels
+# together: the issuer's daily limit is checked against it before anything is sent. Counted
+# when a payment is routed, given back when its attempt fails or closes; refunds give nothing
+# back, as issuers do not.
+card_usage = Table(
+    "card_usage",
+    metadata,
+    Column("card_id", String(40), ForeignKey("cards.id"), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("used_minor", BigInteger, nullable=False),
+    CheckConstraint("used_minor >= 0", name="used_minor_non_negative"),
+    sqlite_with_rowid=False,
+)
+
+# --- wallet: transfers and withdrawals of buyer balances --------------------------------------
+
+wallet_transfers = Table(
+    "wallet_transfers",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("merchant_id", String(40), ForeignKey("merchants.id"), nullable=False),
+    Column("transfer_ref", String(64), nullable=False),  # the caller's id: idempotency
+    Column("request_hash", LargeBinary(32), nullable=False),
+    Column("payer_account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("payee_account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("description", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("entry_id", BigInteger, nullable=False),
+    Column("created_at", Instant, nullable=False),
+    UniqueConstraint("merchant_id", "transfer_ref"),
+    CheckConstraint("amount > 0", name="amount_positive"),
+)
+
+# One submission to the bank: the rail, how many withdrawals and their total.
+withdrawal_batches = Table(
+    "withdrawal_batches",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("rail", String(16), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("item_count", Integer, nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),  # SUBMITTED | ANSWERED | UNANSWERED
+    Column("created_at", Instant, nullable=False),
+    Column("answered_at", Instant, nullable=True),
+)
+
+withdrawals = Table(
+    "withdrawals",
+    metadata,
+    Column("id", String(40), primary_key=True),  # also the bank's de-duplication key
+    Column("merchant_id", String(40), ForeignKey("merchants.id"), nullable=False),
+    Column("withdrawal_ref", String(64), nullable=False),  # the caller's id: idempotency
+    Column("request_hash", LargeBinary(32), nullable=False),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("customer_id", String(40), ForeignKey("customers.id"), nullable=False),
+    Column("card_id", String(40), ForeignKey("cards.id"), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("rail", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("due_at", Instant, nullable=False),  # the earliest batch that may carry it
+    Column("hold_entry_id", BigInteger, nullable=False),
+    Column("kyc_day", Date, nullable=False),  # the KYC window its amount was counted in
+    Column("short_errors", Integer, nullable=False),
+    Column("batch_id", String(40), ForeignKey("withdrawal_batches.id"), nullable=True),
+    Column("bank_txn_id", String(64), nullable=True),
+    Column("error_code", String(32), nullable=True),
+    Column("paid_at", Instant, nullable=True),
+    Column("created_at", Instant, nullable=False),
+    Column("updated_at", Instant, nullable=False),
+    UniqueConstraint("merchant_id", "withdrawal_ref"),
+    Index("ix_withdrawals_due", "status", "due_at"),
+    CheckConstraint("amount > 0", name="amount_positive"),
+)
+
+# The withdrawal's flow record (P3): request, submissions, the bank's answers, changes.
+withdrawal_events = Table(
+    "withdrawal_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("withdrawal_id", String(40), ForeignKey("withdrawals.id"), nullable=False, index=True),
+    Column("batch_id", String(40), nullable=True),
+    Column("kind", String(16), nullable=False),
+    Column("status", String(32), nullable=True),
+    Column("detail", Text, nullable=False),
+    Column("at", Instant, nullable=False),
 )

@@ -36,6 +36,7 @@ class Merchant:
     commission_bps: int
     webhook_url: str | None
     webhook_secret_sealed: bytes
+    parent_id: str | None = None  # the marketplace this merchant sells on
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +59,14 @@ def create_merchant(
     webhook_url: str | None,
     pii_key: bytes,
     now: datetime,
+    parent_id: str | None = None,
 ) -> tuple[Merchant, IssuedKey, str]:
-    """A merchant with its ledger accounts, a first API key and a webhook secret."""
+    """A merchant with its ledger accounts, a first API key and a webhook secret; with
+    ``parent_id``, a seller on that marketplace (which may take combined payments for it)."""
     if not 0 <= commission_bps <= 10_000:
         raise GatewayError("commission_bps must be within 0..10000", code="INVALID_MERCHANT")
+    if parent_id is not None and load_merchant(conn, parent_id).currency != currency:
+        raise GatewayError("a seller trades in its marketplace's currency", code="INVALID_MERCHANT")
     merchant_id = new_id("mer")
     holder = open_holder(
         conn,
@@ -86,6 +91,7 @@ def create_merchant(
         "webhook_url": webhook_url,
         "webhook_secret_sealed": sealer.seal(webhook_secret.encode(), WEBHOOK_SECRET),
         "created_at": now,
+        "parent_id": parent_id,
     }
     conn.execute(merchants.insert().values(row))
     key = issue_key(conn, sealer, merchant_id, now)

@@ -134,14 +134,15 @@ class ChannelCodes:
     fee_returned: str
     refund_escrow: str
     refund_settled: str
+    topup: str  # a buyer balance topped up through the channel
 
 
 CHANNEL_CODES = {
-    "quickpay": ChannelCodes("1001", "1101", "1201", "1211", "3001", "3101"),
-    "wechatpay": ChannelCodes("1002", "1102", "1202", "1212", "3002", "3102"),
-    "alipay": ChannelCodes("1003", "1103", "1203", "1213", "3003", "3103"),
-    "stripe": ChannelCodes("1004", "1104", "1204", "1214", "3004", "3104"),
-    "paypal": ChannelCodes("1005", "1105", "1205", "1215", "3005", "3105"),
+    "quickpay": ChannelCodes("1001", "1101", "1201", "1211", "3001", "3101", "4001"),
+    "wechatpay": ChannelCodes("1002", "1102", "1202", "1212", "3002", "3102", "4002"),
+    "alipay": ChannelCodes("1003", "1103", "1203", "1213", "3003", "3103", "4003"),
+    "stripe": ChannelCodes("1004", "1104", "1204", "1214", "3004", "3104", "4004"),
+    "paypal": ChannelCodes("1005", "1105", "1205", "1215", "3005", "3105", "4005"),
 }
 
 

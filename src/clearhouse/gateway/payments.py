@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.engine import Connection
@@ -20,7 +21,7 @@ from sqlalchemy.engine import Connection
 from clearhouse.clock import Clock
 from clearhouse.db.schema import payment_attempts, payment_events, payment_intents
 from clearhouse.db.transaction import run_in_transaction
-from clearhouse.gateway import records
+from clearhouse.gateway import legs, records
 from clearhouse.gateway.channels.port import ChannelResult, ChannelStatus, PayMethod, PayOrder
 from clearhouse.gateway.channels.registry import Channels
 from clearhouse.gateway.errors import (
@@ -54,17 +55,23 @@ from clearhouse.gateway.router import Router
 from clearhouse.ids import new_id
 from clearhouse.ledger.requests import Post
 from clearhouse.ledger.service import Ledger
-from clearhouse.money import Money
+from clearhouse.money import Money, allocate
 from clearhouse.outbox.events import emit
-from clearhouse.risk.checkpoint import RiskCheck, RiskSubject, Verdict
+from clearhouse.risk.checkpoint import Decision, RiskCheck, RiskSubject, Verdict
+
+Compensate = Callable[[Connection, records.Intent, records.Attempt, Money, Money], None]
 
 # A single payment above this is refused before anything is sent (1,000,000.00 in a
 # two-decimal currency); channels' own per-payment caps are lower still.
 MAX_PAYMENT_MINOR = 100_000_000
 MAX_EXPIRY = timedelta(days=7)
 DEFAULT_EXPIRY = timedelta(minutes=30)
+LEG_HOLD_GRACE = timedelta(days=1)
 # An attempt stored but never answered (a crash during the channel call) is first queried after.
 FIRST_POLL = timedelta(seconds=30)
+# What a payment is for: an order of the merchant, or a top-up of the payer's buyer balance
+# (the wallet books it, ``TopupBook``).
+ORDER, TOPUP = "order", "topup"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +85,14 @@ class PaymentRequest:
     expires_at: datetime | None = None
     payer_id: str | None = None
     payer_ref: str | None = None  # the merchant's id for the payer (cashier ordering)
+    # A mixed payment's other parts (P12): the channel carries what they leave.
+    legs: tuple[legs.LegRequest, ...] = ()
+    # The payer's SMS code for a card payment above the channel's exemption. Not part of the
+    # digest (a retry with a corrected code is the same order); passed to the channel only,
+    # never stored, logged or shown.
+    verification: str | None = field(default=None, repr=False)
+    purpose: str = ORDER
+    payer_account_id: str | None = None  # a top-up's buyer account
 
     def digest(self) -> bytes:
         """What identifies the request: a retry with the same order id must match it."""
@@ -92,8 +107,28 @@ class PaymentRequest:
             "" if self.expires_at is None else self.expires_at.isoformat(),
             self.payer_id or "",
             self.payer_ref or "",
+            *(
+                f"{leg.method.value}:{leg.amount.amount}:{leg.account_id or ''}"
+                for leg in self.legs
+            ),
+            # Orders keep the digest they always had.
+            *((self.purpose, self.payer_account_id or "") if self.purpose != ORDER else ()),
         ]
         return hashlib.sha256("\x1f".join(fields).encode()).digest()
+
+
+class TopupBook(Protocol):
+    """The wallet's side of a top-up (``wallet/topups.py``), each step inside the payment's
+    own transaction: check and count it when stored, book it when paid, give back its KYC
+    usage when it fails or closes."""
+
+    def accept(self, conn: Connection, req: PaymentRequest, now: datetime) -> None: ...
+
+    def book(
+        self, conn: Connection, intent: records.Intent, attempt: records.Attempt, fee: Money
+    ) -> None: ...
+
+    def release(self, conn: Connection, intent: records.Intent) -> None: ...
 
 
 class Payments:
@@ -114,6 +149,11 @@ class Payments:
         self.risk = risk
         self.router = router
         self.notify_base_url = notify_base_url.rstrip("/")
+        # Refunds a mixed payment's channel part whose other part failed (set by the gateway's
+        # wiring: refunds are built on payments).
+        self.compensate: Compensate | None = None
+        # Books top-ups into buyer balances (set by the gateway's wiring: the wallet).
+        self.topups: TopupBook | None = None
 
     # --- taking a payment ---------------------------------------------------------------------
 
@@ -121,20 +161,24 @@ class Payments:
         """Validate, pass the risk check point, store, send. A retry with the same merchant
         order id and the same request gets the stored payment back, without a second send.
         ``req.channel`` names a channel or a family of them ("card"): routing picks one."""
-        if req.channel in self.channels:
-            method = self.channels.check_method(req.channel, req.method)
-        else:
-            method = _pay_method(req.method)
+        method = self.pay_method(req.channel, req.method)
         stored, attempt, fresh = run_in_transaction(
             self.engine, lambda c: self._store(c, merchant_id, req), retry_integrity=True
         )
-        if fresh or self._never_answered(attempt):
+        if fresh or self.never_answered(attempt):
             # A retry of a request whose first run died before the channel answered sends the
             # same attempt again: the channel de-duplicates on our reference.
-            self._send(stored, attempt, method, req.payer_id)
+            self.send(stored, attempt, method, req.payer_id, req.verification)
         return self.get(merchant_id, stored.id)
 
-    def _never_answered(self, attempt_id: str) -> bool:
+    def pay_method(self, channel: str, method: str) -> PayMethod:
+        """The method, checked against the channel when one is named (a family is checked by
+        routing, channel by channel)."""
+        if channel in self.channels:
+            return self.channels.check_method(channel, method)
+        return _pay_method(method)
+
+    def never_answered(self, attempt_id: str) -> bool:
         with self.engine.connect() as conn:
             found = records.attempt(conn, attempt_id)
         return found is not None and found.status is AttemptStatus.CREATED
@@ -144,64 +188,91 @@ class Payments:
     ) -> tuple[records.Intent, str, bool]:
         now = self.clock.now()
         merchant = active_merchant(conn, merchant_id)
+        found = self.existing(conn, merchant_id, req)
+        if found is not None:
+            return found, records.attempts_of(conn, found.id)[-1].id, False
+        expires_at = self.validate(merchant, req, now)
+        if req.purpose != ORDER or req.payer_account_id is not None:
+            assert self.topups is not None, "top-ups need the wallet wired"
+            self.topups.accept(conn, req, now)
+        decision = self.risk_check(merchant_id, req.amount, req.channel, req.payer_id)
+        intent_id = self.insert_intent(conn, merchant, req, expires_at, decision, now)
+        channel_part = req.amount
+        if req.legs:
+            channel_part = mixed_channel_part(req)
+            # Held until well after the payment's deadline: a channel answer that arrives in
+            # time always finds its other parts still reserved.
+            legs.hold(self, conn, intent_id, list(req.legs), expires_at + LEG_HOLD_GRACE)
+        attempt_id = self.open_attempt(conn, intent_id, req, channel_part, None, now)
+        return records.intent(conn, intent_id), attempt_id, True
+
+    def existing(
+        self, conn: Connection, merchant_id: str, req: PaymentRequest
+    ) -> records.Intent | None:
+        """The payment already made for this order, if the request is the same; a different
+        request for a taken order id is refused."""
         existing = conn.execute(
             select(payment_intents.c.id).where(
                 payment_intents.c.merchant_id == merchant_id,
                 payment_intents.c.merchant_order_id == req.merchant_order_id,
             )
         ).scalar()
-        if existing is not None:
-            found = records.intent(conn, existing)
-            if found.request_hash != req.digest():
-                raise DuplicateOrder(
-                    f"order {req.merchant_order_id!r} already has a different payment",
-                    payment_id=found.id,
-                )
-            return found, records.attempts_of(conn, found.id)[-1].id, False
-        expires_at = self._validate(merchant, req, now)
-        decision = self.risk.decide(RiskSubject(merchant_id, req.amount, req.channel, req.payer_id))
+        if existing is None:
+            return None
+        found = records.intent(conn, existing)
+        if found.request_hash != req.digest():
+            raise DuplicateOrder(
+                f"order {req.merchant_order_id!r} already has a different payment",
+                payment_id=found.id,
+            )
+        return found
+
+    def risk_check(
+        self, merchant_id: str, amount: Money, channel: str, payer_id: str | None
+    ) -> Decision:
+        decision = self.risk.decide(RiskSubject(merchant_id, amount, channel, payer_id))
         if decision.verdict in (Verdict.BLOCK, Verdict.CHALLENGE):
             raise RiskDeclined(
                 f"risk check: {decision.verdict.value}",
                 verdict=decision.verdict.value,
                 reasons=list(decision.reasons),
             )
-        intent_id, attempt_id = new_id("pay"), new_id("att")
+        return decision
+
+    def insert_intent(
+        self,
+        conn: Connection,
+        merchant: Merchant,
+        req: PaymentRequest,
+        expires_at: datetime,
+        decision: Decision,
+        now: datetime,
+        group_id: str | None = None,
+    ) -> str:
+        intent_id = new_id("pay")
         conn.execute(
             payment_intents.insert().values(
                 id=intent_id,
-                merchant_id=merchant_id,
+                merchant_id=merchant.id,
                 merchant_order_id=req.merchant_order_id,
                 amount=req.amount.amount,
                 currency=req.amount.currency,
                 description=req.description,
                 settlement=req.settlement.value,
-                commission=commission(req.amount, merchant.commission_bps).amount,
+                commission=0
+                if req.purpose == TOPUP
+                else commission(req.amount, merchant.commission_bps).amount,
                 status=IntentStatus.PROCESSING.value,
                 request_hash=req.digest(),
                 expires_at=expires_at,
                 refunded=0,
                 refund_count=0,
                 payer_ref=req.payer_ref,
+                group_id=group_id,
+                purpose=req.purpose,
+                payer_account_id=req.payer_account_id,
                 created_at=now,
                 updated_at=now,
-            )
-        )
-        channel = self.router.choose(
-            conn, intent_id, req.channel, req.method, req.amount, _card(req.method, req.payer_id)
-        )
-        conn.execute(
-            payment_attempts.insert().values(
-                id=attempt_id,
-                intent_id=intent_id,
-                channel=channel,
-                method=req.method,
-                payer_id=req.payer_id,
-                status=AttemptStatus.CREATED.value,
-                created_at=now,
-                updated_at=now,
-                next_poll_at=now + FIRST_POLL,
-                polls=0,
             )
         )
         records.record(
@@ -212,9 +283,41 @@ class Payments:
             json.dumps({"verdict": decision.verdict.value, "reasons": list(decision.reasons)}),
             status=decision.verdict.value,
         )
-        return records.intent(conn, intent_id), attempt_id, True
+        return intent_id
 
-    def _validate(self, merchant: Merchant, req: PaymentRequest, now: datetime) -> datetime:
+    def open_attempt(
+        self,
+        conn: Connection,
+        intent_id: str,
+        req: PaymentRequest,
+        amount: Money,
+        group_id: str | None,
+        now: datetime,
+    ) -> str:
+        """Route ``amount`` (the intent's, or a group's total) and store the attempt that will
+        carry it, before anything is sent."""
+        attempt_id = new_id("att")
+        card = _card(req.method, req.payer_id)
+        channel = self.router.choose(conn, intent_id, req.channel, req.method, amount, card)
+        conn.execute(
+            payment_attempts.insert().values(
+                id=attempt_id,
+                intent_id=intent_id,
+                group_id=group_id,
+                amount=amount.amount,
+                channel=channel,
+                method=req.method,
+                payer_id=req.payer_id,
+                status=AttemptStatus.CREATED.value,
+                created_at=now,
+                updated_at=now,
+                next_poll_at=now + FIRST_POLL,
+                polls=0,
+            )
+        )
+        return attempt_id
+
+    def validate(self, merchant: Merchant, req: PaymentRequest, now: datetime) -> datetime:
         names = self.channels.routable(req.channel)
         if not names:
             raise ChannelNotSupported(
@@ -245,28 +348,35 @@ class Payments:
             raise InvalidPayment("method jsapi needs payer_id (the payer's id at the channel)")
         return expires_at
 
-    def _send(
-        self, intent: records.Intent, attempt_id: str, method: PayMethod, payer_id: str | None
+    def send(
+        self,
+        intent: records.Intent,
+        attempt_id: str,
+        method: PayMethod,
+        payer_id: str | None,
+        verification: str | None = None,
     ) -> None:
-        channel = self.channels.get(self._attempt_channel(attempt_id))
+        attempt = self._attempt(attempt_id)
+        channel = self.channels.get(attempt.channel)
         order = PayOrder(
             attempt_id=attempt_id,
-            amount=intent.amount,
+            amount=records.attempt_amount(attempt, intent),
             description=intent.description,
             method=method,
             notify_url=f"{self.notify_base_url}/notify/{channel.port.name}",
             expires_at=intent.expires_at,
             payer_id=payer_id,
+            verification=verification,
         )
         result = channel.port.pay(order)
         self.router.record_call(channel.port.name, result.status is not ChannelStatus.UNKNOWN)
         self.apply(attempt_id, result, "response")
 
-    def _attempt_channel(self, attempt_id: str) -> str:
+    def _attempt(self, attempt_id: str) -> records.Attempt:
         with self.engine.connect() as conn:
             found = records.attempt(conn, attempt_id)
         assert found is not None, attempt_id
-        return found.channel
+        return found
 
     # --- results ------------------------------------------------------------------------------
 
@@ -313,7 +423,8 @@ class Payments:
             AttemptStatus.CLOSED,
         ):
             self._paid_after_close(conn, intent, attempt, result, now)
-        if target is AttemptStatus.SUCCEEDED and result.amount != intent.amount:
+        asked = records.attempt_amount(attempt, intent)
+        if target is AttemptStatus.SUCCEEDED and result.amount != asked:
             # The channel took a different sum than we asked: never book a guess. The attempt
             # stays open and the flow record holds the evidence for review.
             records.record(
@@ -343,7 +454,7 @@ class Payments:
         if target in FINAL_ATTEMPT:
             if target is not AttemptStatus.SUCCEEDED:
                 card = _card(attempt.method, attempt.payer_id)
-                self.router.release(conn, attempt.channel, intent.amount, card, attempt.created_at)
+                self.router.release(conn, attempt.channel, asked, card, attempt.created_at)
             # Last, so the channel's health row is locked only until the commit.
             self.router.record_outcome(conn, attempt.channel, target is AttemptStatus.SUCCEEDED)
         return True
@@ -379,23 +490,70 @@ class Payments:
         result: ChannelResult,
         now: datetime,
     ) -> None:
-        """Move the intent after its attempt: book the money on success, tell the merchant."""
+        """Move the intents an attempt pays for (one, or a combined payment's orders): book the
+        money on success, tell the merchants. A combined payment's one channel fee is shared
+        among its orders by amount (largest remainder), so the shares add up to it."""
         new_status = intent_status_after(target)
+        paid = records.attempt_amount(attempt, intent)
+        intents = [intent]
+        if attempt.group_id is not None:
+            intents = records.group_intents(conn, attempt.group_id, lock=True)
+        fees = [0] * len(intents)
+        if new_status is IntentStatus.SUCCEEDED:
+            fee = self.channels.get(attempt.channel).terms.fees.fee(paid)
+            fees = allocate(fee.amount, [one.amount.amount for one in intents])
+        for one, fee_share in zip(intents, fees, strict=True):
+            self._move(conn, one, attempt, new_status, Money(fee_share, paid.currency), result, now)
+
+    def _move(
+        self,
+        conn: Connection,
+        intent: records.Intent,
+        attempt: records.Attempt,
+        new_status: IntentStatus,
+        fee: Money,
+        result: ChannelResult,
+        now: datetime,
+    ) -> None:
         if new_status is intent.status:
             return
         values: dict[str, Any] = {"status": new_status.value, "updated_at": now}
-        if new_status is IntentStatus.SUCCEEDED:
-            fee = self.channels.get(attempt.channel).terms.fees.fee(intent.amount)
+        topups = self.topups if intent.purpose == TOPUP else None
+        assert topups is not None or intent.purpose == ORDER, "top-ups need the wallet wired"
+        if topups is not None:
+            # A top-up credits the payer's balance (no commission); one that fails or closes
+            # gives back the KYC usage it counted.
+            if new_status is IntentStatus.SUCCEEDED:
+                values |= {"fee": fee.amount, "paid_at": result.paid_at or now}
+                values |= {"succeeded_attempt_id": attempt.id}
+                topups.book(conn, intent, attempt, fee)
+            elif new_status in (IntentStatus.FAILED, IntentStatus.CLOSED):
+                topups.release(conn, intent)
+        elif new_status is IntentStatus.SUCCEEDED:
+            legs_total = legs.total(conn, intent)
             paid_at = result.paid_at or now
             values |= {"fee": fee.amount, "paid_at": paid_at, "succeeded_attempt_id": attempt.id}
             posts = payment_posts(
                 self.channels.books(attempt.channel),
                 intent.settlement,
-                intent.amount,
+                intent.amount - legs_total,
                 intent.commission,
                 fee,
             )
-            self.post_entries(conn, intent, f"pay:{attempt.id}", posts)
+            # One attempt pays each order of a group: the key names the order too.
+            key = f"pay:{attempt.id}" if attempt.group_id is None else f"pay:{intent.id}"
+            self.post_entries(conn, intent, key, posts)
+            if not legs.capture(self, conn, intent):
+                # A mixed payment's other part could not be taken (its hold ran out): the
+                # channel's money goes back to the payer and the payment fails, so no money
+                # moves in the end (P12).
+                new_status = IntentStatus.FAILED
+                values = {"status": new_status.value, "updated_at": now, "fee": fee.amount}
+                values |= {"succeeded_attempt_id": attempt.id}
+                assert self.compensate is not None, "a mixed payment needs refunds wired"
+                self.compensate(conn, intent, attempt, intent.amount - legs_total, fee)
+        elif new_status in (IntentStatus.FAILED, IntentStatus.CLOSED):
+            legs.release(self, conn, intent)
         conn.execute(
             update(payment_intents).where(payment_intents.c.id == intent.id).values(values)
         )
@@ -576,3 +734,45 @@ def _pay_method(method: str) -> PayMethod:
 def _card(method: str, payer_id: str | None) -> str | None:
     """The card a payment draws on (its per-card limits), for card payments."""
     return payer_id if method == PayMethod.CARD.value else None
+
+
+def mixed_channel_part(req: PaymentRequest) -> Money:
+    """What the channel carries of a mixed payment: the amount less its other parts, which
+    must leave something for the channel, be positive, in the payment's currency, one of each
+    kind, and be escrowed (the parts meet in the order's escrow)."""
+    kinds = [leg.method for leg in req.legs]
+    if len(set(kinds)) != len(kinds):
+        raise InvalidPayment("one part per method", code="INVALID_PAYMENT_LEG")
+    for leg in req.legs:
+        if leg.amount.currency != req.amount.currency or leg.amount.amount <= 0:
+            raise InvalidPayment(
+                f"the {leg.method.value} part must be positive, in {req.amount.currency}",
+                code="INVALID_PAYMENT_LEG",
+            )
+        if (leg.method is legs.LegMethod.BALANCE) != (leg.account_id is not None):
+            raise InvalidPayment(
+                "a balance part names the payer's account; no other part does",
+                code="INVALID_PAYMENT_LEG",
+            )
+    if req.settlement is not Settlement.ESCROW:
+        raise InvalidPayment("a mixed payment is escrowed", code="INVALID_PAYMENT_LEG")
+    rest = req.amount - sum((leg.amount for leg in req.legs), Money.zero(req.amount.currency))
+    if rest.amount <= 0:
+        raise InvalidPayment("the parts leave nothing for the channel", code="LEGS_DO_NOT_ADD_UP")
+    return rest
+
+
+def mixed_parts(
+    amount: Money, parts: list[tuple[str, Money, str | None]]
+) -> tuple[legs.LegRequest, ...]:
+    """A mixed payment's parts as the payer chose them, one of them ``channel``: they must
+    add up to the amount exactly. The channel's part is what the others leave."""
+    if sum((money for _m, money, _a in parts), Money.zero(amount.currency)) != amount:
+        raise InvalidPayment("the parts do not add up to the amount", code="LEGS_DO_NOT_ADD_UP")
+    if [m for m, _money, _a in parts].count("channel") != 1:
+        raise InvalidPayment("a mixed payment has one channel part", code="INVALID_PAYMENT_LEG")
+    return tuple(
+        legs.LegRequest(legs.LegMethod(method), money, account)
+        for method, money, account in parts
+        if method != "channel"
+    )

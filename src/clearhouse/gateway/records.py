@@ -7,10 +7,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.engine import Connection
 
-from clearhouse.db.schema import payment_attempts, payment_events, payment_intents, refunds
+from clearhouse.db.schema import (
+    merchants,
+    payment_attempts,
+    payment_events,
+    payment_intents,
+    refunds,
+)
 from clearhouse.gateway.errors import PaymentNotFound, RefundNotFound
 from clearhouse.gateway.model import (
     AttemptStatus,
@@ -40,6 +46,9 @@ class Intent:
     paid_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    group_id: str | None = None
+    purpose: str = "order"  # or "topup" (payments.ORDER, payments.TOPUP)
+    payer_account_id: str | None = None  # a top-up's buyer account
 
     @classmethod
     def from_row(cls, row: Any) -> Intent:
@@ -62,6 +71,9 @@ class Intent:
             paid_at=row.paid_at,
             created_at=row.created_at,
             updated_at=row.updated_at,
+            group_id=row.group_id,
+            purpose=row.purpose,
+            payer_account_id=row.payer_account_id,
         )
 
 
@@ -79,6 +91,8 @@ class Attempt:
     next_poll_at: datetime | None
     polls: int
     created_at: datetime
+    amount: int | None = None  # minor units asked of the channel; None: the intent's amount
+    group_id: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Attempt:
@@ -95,6 +109,8 @@ class Attempt:
             next_poll_at=row.next_poll_at,
             polls=row.polls,
             created_at=row.created_at,
+            amount=row.amount,
+            group_id=row.group_id,
         )
 
 
@@ -116,6 +132,13 @@ class Refund:
     created_at: datetime
     next_poll_at: datetime | None
     polls: int
+    balance_part: Money | None = None  # of a mixed payment: back to the payer's balance
+    balance_hold_entry_id: int | None = None
+
+    @property
+    def channel_part(self) -> Money:
+        """What the channel refunds (all of it, unless part goes back to a balance)."""
+        return self.amount if self.balance_part is None else self.amount - self.balance_part
 
     @classmethod
     def from_row(cls, row: Any) -> Refund:
@@ -136,6 +159,8 @@ class Refund:
             created_at=row.created_at,
             next_poll_at=row.next_poll_at,
             polls=row.polls,
+            balance_part=Money(row.balance_part, row.currency),
+            balance_hold_entry_id=row.balance_hold_entry_id,
         )
 
 
@@ -148,11 +173,35 @@ def intent(conn: Connection, intent_id: str, *, lock: bool = False) -> Intent:
 
 
 def merchant_intent(conn: Connection, merchant_id: str, intent_id: str) -> Intent:
-    """The intent, if it belongs to this merchant: another merchant's payment is not found."""
+    """The intent, if it belongs to this merchant or to one of its sub-merchants (a
+    marketplace acts for its sellers): another merchant's payment is not found."""
     found = intent(conn, intent_id)
-    if found.merchant_id != merchant_id:
+    if found.merchant_id != merchant_id and not is_parent(conn, merchant_id, found.merchant_id):
         raise PaymentNotFound(f"no payment {intent_id!r}", payment_id=intent_id)
     return found
+
+
+def is_parent(conn: Connection, parent_id: str, merchant_id: str) -> bool:
+    row = conn.execute(select(merchants.c.parent_id).where(merchants.c.id == merchant_id)).first()
+    return row is not None and row.parent_id == parent_id
+
+
+def attempt_amount(attempt: Attempt, intent: Intent) -> Money:
+    """What the attempt asks of the channel: a combined payment's total, a mixed payment's
+    channel part, or the intent's amount."""
+    if attempt.amount is None:
+        return intent.amount
+    return Money(attempt.amount, intent.amount.currency)
+
+
+def group_intents(conn: Connection, group_id: str, *, lock: bool = False) -> list[Intent]:
+    """A group's orders, in id order (one lock order for every writer)."""
+    query = (
+        select(payment_intents)
+        .where(payment_intents.c.group_id == group_id)
+        .order_by(payment_intents.c.id)
+    )
+    return [Intent.from_row(r) for r in conn.execute(query.with_for_update() if lock else query)]
 
 
 def attempt(conn: Connection, attempt_id: str, *, lock: bool = False) -> Attempt | None:
@@ -162,9 +211,16 @@ def attempt(conn: Connection, attempt_id: str, *, lock: bool = False) -> Attempt
 
 
 def attempts_of(conn: Connection, intent_id: str) -> list[Attempt]:
+    # A combined payment's orders share their group's attempt.
+    group = select(payment_intents.c.group_id).where(payment_intents.c.id == intent_id)
     rows = conn.execute(
         select(payment_attempts)
-        .where(payment_attempts.c.intent_id == intent_id)
+        .where(
+            or_(
+                payment_attempts.c.intent_id == intent_id,
+                payment_attempts.c.group_id == group.scalar_subquery(),
+            )
+        )
         .order_by(payment_attempts.c.created_at, payment_attempts.c.id)
     )
     return [Attempt.from_row(r) for r in rows]

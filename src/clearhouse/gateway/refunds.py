@@ -12,6 +12,7 @@ prorated on what was already reserved, so every refund of a payment uses one bas
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from clearhouse.db.schema import payment_intents, refunds
 from clearhouse.db.transaction import run_in_transaction
-from clearhouse.gateway import records
+from clearhouse.gateway import legs, records
 from clearhouse.gateway.channels.port import ChannelStatus, RefundOrder, RefundResult
 from clearhouse.gateway.errors import InvalidPayment, LedgerRefused, RefundRefused
 from clearhouse.gateway.model import (
@@ -37,7 +38,7 @@ from clearhouse.gateway.payments import FIRST_POLL, Payments
 from clearhouse.ids import new_id
 from clearhouse.ledger.model import Reason
 from clearhouse.ledger.requests import CommitHold, Post, VoidHold
-from clearhouse.money import Money
+from clearhouse.money import Money, allocate
 from clearhouse.outbox.events import emit
 
 MAX_REASON = 80
@@ -85,6 +86,9 @@ class Refunds:
         now = self.clock.now()
         records.merchant_intent(conn, merchant_id, intent_id)
         intent = records.intent(conn, intent_id, lock=True)
+        if intent.purpose == "topup":
+            # The money is the payer's balance now: it leaves by a withdrawal, not a refund.
+            raise RefundRefused("a top-up is not refundable", code="TOPUP_NOT_REFUNDABLE")
         if request_key is not None:
             found = conn.execute(
                 select(refunds.c.id).where(
@@ -109,12 +113,19 @@ class Refunds:
         if attempt is None:
             raise RefundRefused("the payment has not succeeded", code="PAYMENT_NOT_REFUNDABLE")
         terms = self.channels.get(attempt.channel).terms
+        at_channel = _at_channel(conn, intent, attempt)
+        parts = legs.of(conn, intent.id, amount.currency)
+        # The platform's subsidy is a marketing cost, not the payer's money: not refunded.
+        subsidy = sum(
+            (p.amount for p in parts if p.method is legs.LegMethod.SUBSIDY),
+            Money.zero(amount.currency),
+        )
         refusal = check_refund(
             terms.refund_policy,
             intent.status,
-            intent.amount,
+            intent.amount - subsidy,
             intent.refunded,
-            intent.refund_count,
+            at_channel.count,
             intent.paid_at,
             amount,
             now,
@@ -123,18 +134,36 @@ class Refunds:
             raise RefundRefused(
                 f"refund refused: {refusal.value}",
                 code=refusal.value,
-                refundable=(intent.amount - intent.refunded).amount,
+                refundable=(intent.amount - subsidy - intent.refunded).amount,
             )
         settled = intent.settlement is Settlement.INSTANT or intent.status is (
             IntentStatus.COMPLETED
         )
-        fee = intent.fee or Money.zero(amount.currency)
-        fee_share = terms.fees.refunded_fee(intent.amount, fee, intent.refunded, amount)
+        # A mixed payment refunds its balance part first: it costs no channel fee (P12).
+        balance = next((p for p in parts if p.method is legs.LegMethod.BALANCE), None)
+        to_balance = Money.zero(amount.currency)
+        if balance is not None:
+            to_balance = Money(min(amount.amount, balance.refundable.amount), amount.currency)
+        to_channel = amount - to_balance
+        fee_share = terms.fees.refunded_fee(
+            at_channel.paid, at_channel.fee, at_channel.refunded, to_channel
+        )
         commission_share = prorated(intent.commission, intent.amount, intent.refunded, amount)
+        commission_balance, commission_channel = (
+            Money(share, amount.currency)
+            for share in allocate(commission_share.amount, [to_balance.amount, to_channel.amount])
+        )
         refund_id = new_id("ref")
-        books = self.payments.channels.books(attempt.channel)
-        entry = refund_posts(books, settled, amount, commission_share, fee_share)[0]
-        hold_id = self._hold(conn, intent, refund_id, entry.code, entry.amounts)
+        hold_id = balance_hold_id = None
+        if to_channel.amount > 0:
+            books = self.payments.channels.books(attempt.channel)
+            entry = refund_posts(books, settled, to_channel, commission_channel, fee_share)[0]
+            hold_id = self._hold(conn, intent, refund_id, entry.code, entry.amounts)
+        if balance is not None and to_balance.amount > 0:
+            balance_hold_id = self._hold_balance(
+                conn, intent, refund_id, balance, settled, to_balance, commission_balance
+            )
+            legs.add_refunded(conn, balance, to_balance)
         conn.execute(
             refunds.insert().values(
                 id=refund_id,
@@ -146,6 +175,8 @@ class Refunds:
                 commission_returned=commission_share.amount,
                 settled=settled,
                 hold_entry_id=hold_id,
+                balance_part=to_balance.amount,
+                balance_hold_entry_id=balance_hold_id,
                 request_key=request_key,
                 reason=reason,
                 status=RefundStatus.PENDING.value,
@@ -169,7 +200,83 @@ class Refunds:
         records.record(
             conn, now, intent.id, "refund_request", reason, refund_id=refund_id, status="PENDING"
         )
+        if to_channel.amount == 0:
+            # All of it goes back to the balance: nothing to ask of the channel.
+            self.apply_in(
+                conn, refund_id, RefundResult(ChannelStatus.SUCCEEDED, "to balance"), "balance"
+            )
         return records.refund(conn, refund_id)
+
+    def _hold_balance(
+        self,
+        conn: Connection,
+        intent: records.Intent,
+        refund_id: str,
+        balance: legs.Leg,
+        settled: bool,
+        amount: Money,
+        commission_share: Money,
+    ) -> int:
+        """Reserve the part going back to the payer's balance: out of escrow, or once settled
+        from the merchant with the commission's share."""
+        amounts = (
+            {
+                "merchant_amount": (amount - commission_share).amount,
+                "commission": commission_share.amount,
+            }
+            if settled
+            else {"amount": amount.amount}
+        )
+        code = "3109" if settled else "3009"
+        post = self.payments.ledger_post(conn, intent, f"refund:{refund_id}:balance", code, amounts)
+        assert balance.account_id is not None
+        parties = dict(post.parties) | {"buyer": balance.account_id}
+        return self._submit_hold(
+            Post(post.key, code, post.currency, post.amounts, parties, post.memo, hold=True), conn
+        )
+
+    def compensate(
+        self,
+        conn: Connection,
+        intent: records.Intent,
+        attempt: records.Attempt,
+        amount: Money,
+        fee: Money,
+    ) -> None:
+        """Give back a mixed payment's channel part whose other part failed: a refund of all
+        of it, out of escrow, sent by the poller at once (P12)."""
+        now = self.clock.now()
+        refund_id = new_id("ref")
+        terms = self.channels.get(attempt.channel).terms
+        fee_share = terms.fees.refunded_fee(amount, fee, Money.zero(amount.currency), amount)
+        books = self.payments.channels.books(attempt.channel)
+        entry = refund_posts(books, False, amount, Money.zero(amount.currency), fee_share)[0]
+        hold_id = self._hold(conn, intent, refund_id, entry.code, entry.amounts)
+        conn.execute(
+            refunds.insert().values(
+                id=refund_id,
+                intent_id=intent.id,
+                attempt_id=attempt.id,
+                amount=amount.amount,
+                currency=amount.currency,
+                fee_returned=fee_share.amount,
+                commission_returned=0,
+                settled=False,
+                hold_entry_id=hold_id,
+                reason="mixed payment: another part failed",
+                status=RefundStatus.UNKNOWN.value,  # not sent yet: the poller sends it
+                created_at=now,
+                updated_at=now,
+                next_poll_at=now,
+                polls=0,
+            )
+        )
+        conn.execute(
+            update(payment_intents)
+            .where(payment_intents.c.id == intent.id)
+            .values(refunded=amount.amount, refund_count=1, updated_at=now)
+        )
+        records.record(conn, now, intent.id, "refund_request", "compensation", refund_id=refund_id)
 
     def _hold(
         self,
@@ -185,6 +292,9 @@ class Refunds:
         hold = Post(
             post.key, post.code, post.currency, post.amounts, post.parties, post.memo, hold=True
         )
+        return self._submit_hold(hold, conn)
+
+    def _submit_hold(self, hold: Post, conn: Connection) -> int:
         outcome = self.payments.ledger.submit_in(conn, [hold])[0]
         if outcome.reason is Reason.INSUFFICIENT_FUNDS:
             raise RefundRefused(
@@ -206,8 +316,8 @@ class Refunds:
         order = RefundOrder(
             refund_no=refund.id,
             attempt_id=attempt.id,
-            refund=refund.amount,
-            total=intent.amount,
+            refund=refund.channel_part,
+            total=records.attempt_amount(attempt, intent),
             reason=refund.reason,
             notify_url=f"{self.payments.notify_base_url}/notify/{port.name}",
         )
@@ -254,8 +364,8 @@ class Refunds:
         if target is RefundStatus.SUCCEEDED:
             self._book(conn, intent, refund)
         elif target is RefundStatus.FAILED:
-            # The money never left: release the hold, the reservation and the count.
-            self._close_hold(conn, refund, void=True)
+            # The money never left: release the holds, the reservations and the count.
+            self._close_holds(conn, intent, refund, void=True)
             conn.execute(
                 update(payment_intents)
                 .where(payment_intents.c.id == intent.id)
@@ -298,14 +408,15 @@ class Refunds:
         if (
             target is RefundStatus.SUCCEEDED
             and result.amount is not None
-            and result.amount != refund.amount
+            and result.amount != refund.channel_part
+            and source != "balance"
         ):
             records.record(
                 conn,
                 now,
                 refund.intent_id,
                 "anomaly",
-                f"channel refunded {result.amount}, we asked {refund.amount}",
+                f"channel refunded {result.amount}, we asked {refund.channel_part}",
                 refund_id=refund.id,
             )
             return refund.status
@@ -313,28 +424,40 @@ class Refunds:
 
     def _book(self, conn: Connection, intent: records.Intent, refund: records.Refund) -> None:
         """Commit the refund's hold and post the fee share the channel gives back."""
-        self._close_hold(conn, refund, void=False)
+        self._close_holds(conn, intent, refund, void=False)
         attempt = records.attempt(conn, refund.attempt_id)
         assert attempt is not None
         fee_posts = refund_posts(
             self.payments.channels.books(attempt.channel),
             refund.settled,
-            refund.amount,
+            refund.channel_part,
             refund.commission_returned,
             refund.fee_returned,
         )[1:]
         self.payments.post_entries(conn, intent, f"refund:{refund.id}", fee_posts)
 
-    def _close_hold(self, conn: Connection, refund: records.Refund, *, void: bool) -> None:
-        if refund.hold_entry_id is None:
-            return
-        key = f"refund:{refund.id}:{'void' if void else 'capture'}"
-        request = (
-            VoidHold(key, refund.hold_entry_id) if void else CommitHold(key, refund.hold_entry_id)
-        )
-        outcome = self.payments.ledger.submit_in(conn, [request])[0]
-        if not outcome.ok:
-            raise LedgerRefused(f"ledger refused {key}: {outcome.reason}", key=key)
+    def _close_holds(
+        self, conn: Connection, intent: records.Intent, refund: records.Refund, *, void: bool
+    ) -> None:
+        """Capture (or void) the refund's holds: the channel's part and the balance's."""
+        verb = "void" if void else "capture"
+        for suffix, hold_id in (
+            ("", refund.hold_entry_id),
+            (":balance", refund.balance_hold_entry_id),
+        ):
+            if hold_id is None:
+                continue
+            key = f"refund:{refund.id}{suffix}:{verb}"
+            request = VoidHold(key, hold_id) if void else CommitHold(key, hold_id)
+            outcome = self.payments.ledger.submit_in(conn, [request])[0]
+            if not outcome.ok:
+                raise LedgerRefused(f"ledger refused {key}: {outcome.reason}", key=key)
+        if void and refund.balance_part is not None and refund.balance_part.amount > 0:
+            parts = legs.of(conn, intent.id, refund.amount.currency)
+            balance = next(p for p in parts if p.method is legs.LegMethod.BALANCE)
+            legs.add_refunded(
+                conn, balance, Money(-refund.balance_part.amount, refund.amount.currency)
+            )
 
     def get(self, merchant_id: str, refund_id: str) -> records.Refund:
         def work(conn: Connection) -> records.Refund:
@@ -358,3 +481,30 @@ def refund_view(refund: records.Refund) -> dict[str, Any]:
         "error_code": refund.error_code,
         "created_at": refund.created_at.isoformat(),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class _AtChannel:
+    """The channel's view of the payment a refund goes against: what it took, its fee, what
+    it already refunded and how many times (a combined payment's orders share one channel
+    payment; a mixed payment's channel took only its part)."""
+
+    paid: Money
+    fee: Money
+    refunded: Money
+    count: int
+
+
+def _at_channel(conn: Connection, intent: records.Intent, attempt: records.Attempt) -> _AtChannel:
+    paid = records.attempt_amount(attempt, intent)
+    zero = Money.zero(paid.currency)
+    if attempt.group_id is not None:
+        orders = records.group_intents(conn, attempt.group_id)
+        return _AtChannel(
+            paid,
+            sum((o.fee or zero for o in orders), zero),
+            sum((o.refunded for o in orders), zero),
+            sum(o.refund_count for o in orders),
+        )
+    to_balances = sum((p.refunded for p in legs.of(conn, intent.id, paid.currency)), zero)
+    return _AtChannel(paid, intent.fee or zero, intent.refunded - to_balances, intent.refund_count)

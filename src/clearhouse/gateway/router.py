@@ -7,16 +7,20 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from clearhouse.clock import Clock
 from clearhouse.db.schema import channel_health, channel_usage, payment_attempts, payment_intents
 from clearhouse.db.schema import routing_decisions as decisions
 from clearhouse.db.transaction import run_in_transaction
+from clearhouse.gateway.card_model import CardAccess
+from clearhouse.gateway.channels.port import PayMethod
 from clearhouse.gateway.channels.registry import Channels
 from clearhouse.gateway.errors import ChannelNotSupported, NoRoute
 from clearhouse.gateway.routing import (
@@ -31,6 +35,16 @@ from clearhouse.gateway.routing import (
 from clearhouse.money import Money
 
 
+class CardGate(Protocol):
+    """Our card store as routing sees it (``gateway.cards.Cards``)."""
+
+    def access(
+        self, conn: Connection, card: str | None, names: list[str], amount: Money, now: datetime
+    ) -> CardAccess | None: ...
+
+    def release(self, conn: Connection, card: str, amount: Money, at: datetime) -> None: ...
+
+
 class Router:
     def __init__(
         self, engine: Engine, clock: Clock, channels: Channels, zone: ZoneInfo, seed: int = 0
@@ -40,6 +54,9 @@ class Router:
         self.channels = channels
         self.zone = zone
         self.seed = seed
+        # Card payments by our card id: which channels the card is signed on, and the issuer's
+        # limit across them (set by the gateway's wiring; None: no card store).
+        self.cards: CardGate | None = None
 
     def day(self, at: datetime) -> date:
         """The business day a payment's usage counts on."""
@@ -62,7 +79,10 @@ class Router:
         if not names:
             raise ChannelNotSupported(f"channel {requested!r} is not enabled", channel=requested)
         now = self.clock.now()
-        cands = self.candidates(conn, names, amount, card, now, lock=True)
+        access = None
+        if self.cards is not None and method == PayMethod.CARD.value:
+            access = self.cards.access(conn, card, names, amount, now)
+        cands = self.candidates(conn, names, amount, card, now, lock=True, access=access)
         decision = route(cands, method, amount.amount, amount.currency, self.seed, intent_id)
         if decision.chosen is None:
             raise NoRoute(
@@ -92,16 +112,27 @@ class Router:
         card: str | None,
         now: datetime,
         lock: bool = False,
+        access: CardAccess | None = None,
     ) -> list[Candidate]:
         """``lock``: hold the usage rows until the commit, so two payments racing for the last
-        of a daily limit cannot both fit (PostgreSQL; SQLite writers are serial already)."""
+        of a daily limit cannot both fit (PostgreSQL; SQLite writers are serial already).
+        ``access``: a card payment's signed channels, with their own limits for the card."""
         day = self.day(now)
+        if lock:
+            # A row that does not exist cannot be locked: a payment that read "nothing used"
+            # would then add to what a racing payment wrote meanwhile, past the limit.
+            self._ensure_rows(conn, names, day, amount.currency, card)
         health = {name: self.health(conn, name, now) for name in names}
         used = self._usage(conn, names, day, amount.currency, "", lock)
         card_used = self._usage(conn, names, day, amount.currency, card, lock) if card else {}
         out = []
         for name in names:
             terms = self.channels.get(name).terms
+            limits, signed = terms.limits, True
+            if access is not None and access.applies_to(name):
+                own = access.signed.get(name)
+                signed = own is not None
+                limits = limits if own is None else own.within(limits)
             out.append(
                 Candidate(
                     channel=name,
@@ -111,9 +142,10 @@ class Router:
                     weight=terms.weight,
                     fee=terms.fees.fee(amount).amount,
                     health=health[name],
-                    limits=terms.limits,
+                    limits=limits,
                     used_today=used.get(name, 0),
                     card_used_today=card_used.get(name, 0) if card else None,
+                    card_signed=signed,
                 )
             )
         return out
@@ -122,6 +154,10 @@ class Router:
         self, conn: Connection, channel: str, amount: Money, card: str | None, at: datetime
     ) -> None:
         """Give back the usage of an attempt that failed or closed unpaid."""
+        if card and self.cards is not None:
+            # The card's usage first: the order ``choose`` takes them in, so no two
+            # transactions wait on each other's rows.
+            self.cards.release(conn, card, amount, at)
         self._count(conn, channel, self.day(at), amount, card, -amount.amount)
 
     def _count(
@@ -150,6 +186,17 @@ class Router:
                         used_minor=delta,
                     )
                 )
+
+    def _ensure_rows(
+        self, conn: Connection, names: list[str], day: date, currency: str, card: str | None
+    ) -> None:
+        rows = [
+            {"channel": n, "day": day, "currency": currency, "card": key, "used_minor": 0}
+            for n in names
+            for key in (("", card) if card else ("",))
+        ]
+        insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        conn.execute(insert(channel_usage).values(rows).on_conflict_do_nothing())
 
     def _usage(
         self,

@@ -7,8 +7,11 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from clearhouse.clock import Clock
+from clearhouse.config import DEFAULT_PII_KEY
+from clearhouse.gateway.cards import Cards, card_ports
 from clearhouse.gateway.channels.port import ChannelPort
 from clearhouse.gateway.channels.registry import Channels, ChannelTerms
+from clearhouse.gateway.groups import Groups
 from clearhouse.gateway.notifications import Notifications
 from clearhouse.gateway.payments import Payments
 from clearhouse.gateway.poller import Poller
@@ -18,6 +21,9 @@ from clearhouse.ledger.service import Ledger
 from clearhouse.outbox.webhooks import Webhooks
 from clearhouse.risk.checkpoint import AllowAll, RiskCheck
 from clearhouse.sealing import Sealer
+from clearhouse.wallet.bank import PayoutPort
+from clearhouse.wallet.model import RailPolicy
+from clearhouse.wallet.service import Wallet, build_wallet
 
 
 @dataclass
@@ -26,17 +32,21 @@ class Gateway:
     clock: Clock
     sealer: Sealer
     payments: Payments
+    groups: Groups
     router: Router
     refunds: Refunds
     notifications: Notifications
     poller: Poller
     webhooks: Webhooks
+    cards: Cards
+    wallet: Wallet
 
     def close(self) -> None:
         """Release the channels' and the webhooks' HTTP connections."""
         for name in self.payments.channels.names():
             self.payments.channels.get(name).port.close_client()
         self.webhooks.client.close()
+        self.wallet.close()
 
 
 def build_gateway(
@@ -50,21 +60,34 @@ def build_gateway(
     webhooks: Webhooks | None = None,
     routing_seed: int = 0,
     terms: dict[str, ChannelTerms] | None = None,
+    pii_key: bytes = DEFAULT_PII_KEY.encode(),
+    bank: PayoutPort | None = None,
+    rail_policy: RailPolicy | None = None,
 ) -> Gateway:
+    """``pii_key``: the key of the customers' ID number digests (cards check the holder's
+    identity against it). ``bank``: the payout bank withdrawals are paid through."""
     channels = Channels(ports, terms)
+    # Quick pay instances take our card ids: their ports swap them for the channel's tokens.
+    channels = Channels({**ports, **card_ports(engine, channels)}, terms)
     router = Router(engine, clock, channels, ledger.zone, seed=routing_seed)
+    cards = Cards(engine, clock, sealer, pii_key, channels)
+    router.cards = cards
     payments = Payments(
         engine, ledger, clock, channels, risk or AllowAll(), notify_base_url, router
     )
     refunds = Refunds(payments)
+    payments.compensate = refunds.compensate
     return Gateway(
         engine=engine,
         clock=clock,
         sealer=sealer,
         payments=payments,
+        groups=Groups(payments),
         router=router,
         refunds=refunds,
         notifications=Notifications(payments, refunds),
         poller=Poller(payments, refunds),
         webhooks=webhooks or Webhooks(engine, clock, sealer),
+        cards=cards,
+        wallet=build_wallet(engine, ledger, clock, sealer, payments, bank, rail_policy),
     )

@@ -84,6 +84,8 @@ def test_paypal_approval_then_capture_by_the_poller_once(stack):
     assert created["status"] == "PROCESSING"
     assert "checkoutnow" in str(attempt(created)["credential"])
     stack.pay_and_notify("paypal", attempt(created)["id"])  # approved: not yet paid
+    approved = stack.sandboxes.notifiers["paypal"].log
+    assert [entry.outcome for entry in approved] == ["acked"]  # verified, understood
     assert stack.payment(str(created["id"]), stack.usd_client)["status"] == "PROCESSING"
     stack.clock.advance(timedelta(seconds=31))
     stack.gateway.poller.run_once()  # the query captures

@@ -3,6 +3,7 @@ per-card limits counted and given back, limits holding under concurrent payments
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
@@ -37,10 +38,12 @@ def cards() -> dict[str, FakeChannel]:
 
 
 @pytest.fixture
-def routed(app: App, cards: dict[str, FakeChannel]) -> Gateway:
+def routed(app: App, cards: dict[str, FakeChannel]) -> Iterator[Gateway]:
     upgrade_database(app)
     terms: dict[str, ChannelTerms] = dict.fromkeys(cards, CARD)
-    return make_gateway(app, dict(cards), terms=terms)
+    built = make_gateway(app, dict(cards), terms=terms)
+    yield built
+    built.close()
 
 
 @pytest.fixture

@@ -96,9 +96,11 @@ def webhooks(app: App, clock: FixedClock) -> Iterator[Webhooks]:
 
 
 @pytest.fixture
-def gateway(app: App, channel: FakeChannel, webhooks: Webhooks) -> Gateway:
+def gateway(app: App, channel: FakeChannel, webhooks: Webhooks) -> Iterator[Gateway]:
     upgrade_database(app)
-    return make_gateway(app, {"wechatpay": channel}, webhooks=webhooks)
+    built = make_gateway(app, {"wechatpay": channel}, webhooks=webhooks)
+    yield built
+    built.close()
 
 
 @pytest.fixture
