@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from clearhouse.cli import accounts, db, demo, gateway, ledger, sandbox
+from clearhouse.cli import accounts, db, demo, gateway, ledger, sandbox, wallet
 
 app = typer.Typer(
     help="Clearhouse: payment, clearing, settlement and reconciliation core.",
@@ -17,6 +17,7 @@ app.add_typer(ledger.app, name="ledger")
 app.add_typer(gateway.merchants, name="merchants")
 app.add_typer(gateway.api, name="api")
 app.add_typer(sandbox.app, name="sandbox")
+app.add_typer(wallet.withdrawals, name="withdrawals")
 app.command("serve")(gateway.serve)
 app.command("demo")(demo.demo)
 

@@ -25,8 +25,11 @@ from clearhouse.gateway.merchants import create_merchant, set_status
 from clearhouse.gateway.service import Gateway
 from clearhouse.sandbox.runner import SandboxCredentials
 from clearhouse.sealing import Sealer
+from clearhouse.wallet.bankwire.adapter import bank_from_document
 
 log = logging.getLogger(__name__)
+# Worker rounds (about a second each) between two runs of the due withdrawal batches.
+BATCH_ROUNDS = 30
 
 merchants = typer.Typer(help="Merchants and their API keys.", no_args_is_help=True)
 api = typer.Typer(help="The merchant API's contract.", no_args_is_help=True)
@@ -43,7 +46,8 @@ def serve(
     workers: int = typer.Option(1, min=1, help="API processes (one Python process uses one core)."),
 ) -> None:
     """Serve the merchant API and the channels' notify endpoints, with the workers: the poller
-    (unanswered payments and refunds) and webhook delivery."""
+    (unanswered payments and refunds), webhook delivery and, when the channels document has a
+    payout bank, the due withdrawal batches."""
     settings = load_settings()
     if channels is None:
         channels = Path(settings.sandbox_dir) / "channels.json"
@@ -55,7 +59,10 @@ def serve(
     document = load_document(channels)
     public_url = settings.public_url or f"http://{host}:{port}"
     with open_app() as ch:
-        gateway = gateway_for(ch, ports_from_document(document, SystemClock()), public_url)
+        bank = bank_from_document(document, SystemClock())
+        gateway = gateway_for(
+            ch, ports_from_document(document, SystemClock()), public_url, bank=bank
+        )
         stop = threading.Event()
         worker = threading.Thread(target=run_workers, args=(gateway, stop), daemon=True)
         worker.start()
@@ -95,6 +102,9 @@ def run_workers(gateway: Gateway, stop: threading.Event, interval: float = 1.0) 
             gateway.webhooks.deliver_due()
             if rounds % 60 == 0:
                 prune_nonces(gateway.engine, gateway.clock.now())
+            withdrawals = gateway.wallet.withdrawals
+            if rounds % BATCH_ROUNDS == 0 and withdrawals.bank is not None:
+                withdrawals.run_batches()
         except Exception:
             log.exception("worker round failed; retrying next round")
 
@@ -105,6 +115,9 @@ def create(
     currency: str = typer.Option("CNY"),
     commission_bps: int = typer.Option(500, help="Platform commission in basis points."),
     webhook_url: str | None = typer.Option(None, help="Where events are POSTed."),
+    parent: str | None = typer.Option(
+        None, help="The marketplace merchant this one sells on (combined payments)."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Open a merchant with its ledger accounts and a first API key. The key's secret and the
@@ -125,6 +138,7 @@ def create(
                     webhook_url=webhook_url,
                     pii_key=ch.settings.pii_key,
                     now=ch.clock.now(),
+                    parent_id=parent,
                 ),
             )
         out = {

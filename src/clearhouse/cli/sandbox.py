@@ -16,14 +16,15 @@ from clearhouse.sandbox.runner import CHANNELS, SandboxCredentials, Sandboxes
 from clearhouse.sandbox.serving import ServedApp
 
 app = typer.Typer(
-    help="Channel sandboxes: WeChat Pay on --port, then Alipay, Stripe and PayPal on the next "
-    "ports.",
+    help="Channel sandboxes: WeChat Pay on --port, then Alipay, Stripe, PayPal and the two quick "
+    "pay acquirers (quickpay, quickpay_b) on the next ports, and the payout bank (withdrawals) "
+    "on the port after them (--port + 6).",
     invoke_without_command=True,
 )
 
 FAULT_NAMES = ", ".join(f.value for f in Fault)
 PortOption = typer.Option(
-    8300, "--port", help="WeChat Pay's port; Alipay, Stripe and PayPal serve on the next three."
+    8300, "--port", help="WeChat Pay's port; the other sandboxes serve on the next six."
 )
 HostOption = typer.Option("127.0.0.1", "--host")
 
@@ -33,7 +34,9 @@ def _credentials() -> SandboxCredentials:
 
 
 def base_urls(host: str, port: int) -> dict[str, str]:
-    return {name: f"http://{host}:{port + i}" for i, name in enumerate(CHANNELS)}
+    urls = {name: f"http://{host}:{port + i}" for i, name in enumerate(CHANNELS)}
+    # The payout bank is not a channel: it serves after them.
+    return urls | {"bank": f"http://{host}:{port + len(CHANNELS)}"}
 
 
 @app.callback()
@@ -52,7 +55,7 @@ def serve(
         help=f"FAULT=PPM, e.g. timeout=20000 (2%); repeatable. Faults: {FAULT_NAMES}",
     ),
 ) -> None:
-    """Serve both sandboxes until interrupted (notifications delivered on their channels'
+    """Serve every sandbox until interrupted (notifications delivered on their channels'
     retry schedules)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -69,8 +72,8 @@ def serve(
     apps = sandboxes.apps()
     urls = base_urls(host, port)
     with ExitStack() as served:
-        for i, name in enumerate(CHANNELS):
-            served.enter_context(ServedApp(apps[name], host, port + i))
+        for name, url in urls.items():
+            served.enter_context(ServedApp(apps[name], host, int(url.rsplit(":", 1)[1])))
         sandboxes.start()
         console.print(", ".join(f"{name} on {url}" for name, url in urls.items()))
         console.print("credentials: clearhouse sandbox credentials --json; Ctrl-C stops")

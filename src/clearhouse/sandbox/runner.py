@@ -15,29 +15,47 @@ from fastapi import FastAPI
 from clearhouse.clock import Clock
 from clearhouse.gateway.channels.alipay.credentials import AlipayCredentials
 from clearhouse.gateway.channels.paypal.protocol import PaypalCredentials
+from clearhouse.gateway.channels.quickpay.protocol import QuickpayCredentials
 from clearhouse.gateway.channels.stripe import protocol as stripe_protocol
 from clearhouse.gateway.channels.stripe.protocol import StripeCredentials
 from clearhouse.gateway.channels.wechatpay.protocol import WechatPayCredentials
+from clearhouse.money import Money
 from clearhouse.sandbox import paypal
 from clearhouse.sandbox.alipay import AlipaySandbox, alipay_notifier
 from clearhouse.sandbox.alipay import create_app as alipay_app
+from clearhouse.sandbox.bank import PayoutBank
+from clearhouse.sandbox.bank import create_app as bank_app
 from clearhouse.sandbox.faults import NO_FAULTS, FaultPlan
 from clearhouse.sandbox.notifier import Notifier
+from clearhouse.sandbox.quickpay import ChannelLimits, Issuers, QuickpaySandbox, quickpay_notifier
+from clearhouse.sandbox.quickpay import create_app as quickpay_app
 from clearhouse.sandbox.stripe import events as stripe_events
 from clearhouse.sandbox.stripe.app import create_app as stripe_app
 from clearhouse.sandbox.stripe.state import StripeSandbox
 from clearhouse.sandbox.wechatpay.app import create_app as wechatpay_app
 from clearhouse.sandbox.wechatpay.state import WechatPaySandbox, make_notifier
+from clearhouse.wallet.bankwire.protocol import BankCredentials
 
 # Served in this order on consecutive ports by ``clearhouse sandbox``.
-CHANNELS = ("wechatpay", "alipay", "stripe", "paypal")
+CHANNELS = ("wechatpay", "alipay", "stripe", "paypal", "quickpay", "quickpay_b")
 CREDENTIALS_FILE = "credentials.json"
 _KINDS: dict[str, Any] = {
     "wechatpay": WechatPayCredentials,
     "alipay": AlipayCredentials,
     "stripe": StripeCredentials,
     "paypal": PaypalCredentials,
+    "quickpay": QuickpayCredentials,
+    "quickpay_b": QuickpayCredentials,
+    "bank": BankCredentials,  # the payout bank (withdrawals): served after the channels
 }
+# The second acquirer's per-card limits are tighter than the first's (the sandbox default:
+# debit 5,000 / 20,000, credit 10,000 / 20,000): routing has a real choice between them.
+QUICKPAY_B_LIMITS = ChannelLimits(
+    debit_single=Money(2_000_00, "CNY"),
+    debit_daily=Money(10_000_00, "CNY"),
+    credit_single=Money(5_000_00, "CNY"),
+    credit_daily=Money(10_000_00, "CNY"),
+)
 
 
 @dataclass(frozen=True)
@@ -46,6 +64,9 @@ class SandboxCredentials:
     alipay: AlipayCredentials
     stripe: StripeCredentials
     paypal: PaypalCredentials
+    quickpay: QuickpayCredentials
+    quickpay_b: QuickpayCredentials
+    bank: BankCredentials
 
     @classmethod
     def generate(cls) -> SandboxCredentials:
@@ -86,6 +107,13 @@ class SandboxCredentials:
             }
         if "alipay" in document:
             document["alipay"]["gateway_url"] = base_urls["alipay"] + "/gateway.do"
+        if "quickpay_b" in document:
+            document["quickpay_b"]["kind"] = "quickpay"  # another instance of the channel
+        if "bank" in base_urls:
+            document["bank"] = {
+                "base_url": base_urls["bank"],
+                "credentials": self.bank.merchant_view().to_dict(),
+            }
         return document
 
 
@@ -105,6 +133,8 @@ class Sandboxes:
             "alipay": alipay_notifier(clock),
             "stripe": stripe_events.make_notifier(clock),
             "paypal": paypal.make_notifier(clock),
+            "quickpay": quickpay_notifier(clock),
+            "quickpay_b": quickpay_notifier(clock),
         }
         self.wechatpay = WechatPaySandbox(
             credentials.wechatpay,
@@ -137,6 +167,32 @@ class Sandboxes:
             auto_pay=auto_pay,
             timeout_delay_s=timeout_delay_s,
         )
+        # Two acquirers over one card network: the issuers (cards, balances, the issuers'
+        # limits across channels) are shared; merchant numbers, tokens and limits are not.
+        self.issuers = Issuers.seeded()
+        self.quickpay = QuickpaySandbox(
+            credentials.quickpay,
+            self.issuers,
+            clock,
+            name="quickpay",
+            faults=faults,
+            notifier=self.notifiers["quickpay"],
+            timeout_delay_s=timeout_delay_s,
+        )
+        self.quickpay_b = QuickpaySandbox(
+            credentials.quickpay_b,
+            self.issuers,
+            clock,
+            name="quickpay_b",
+            faults=faults,
+            notifier=self.notifiers["quickpay_b"],
+            limits=QUICKPAY_B_LIMITS,
+            timeout_delay_s=timeout_delay_s,
+        )
+        # The payout bank pays withdrawals to the same network's cards.
+        self.bank = PayoutBank(
+            credentials.bank, clock, self.issuers, faults, timeout_delay_s=timeout_delay_s
+        )
 
     def apps(self) -> dict[str, FastAPI]:
         return {
@@ -144,6 +200,9 @@ class Sandboxes:
             "alipay": alipay_app(self.alipay),
             "stripe": stripe_app(self.stripe),
             "paypal": paypal.create_app(self.paypal),
+            "quickpay": quickpay_app(self.quickpay),
+            "quickpay_b": quickpay_app(self.quickpay_b),
+            "bank": bank_app(self.bank),
         }
 
     def notify_to(self, base_url: str) -> None:
@@ -159,12 +218,21 @@ class Sandboxes:
         self.paypal.webhook_url = f"{base}/notify/paypal"
 
     def set_faults(self, plan: FaultPlan) -> None:
-        for sandbox in (self.wechatpay, self.alipay, self.stripe, self.paypal):
+        for sandbox in (
+            self.wechatpay,
+            self.alipay,
+            self.stripe,
+            self.paypal,
+            self.quickpay,
+            self.quickpay_b,
+        ):
             sandbox.faults = plan
+        self.bank.faults = plan
 
     def pay(self, channel: str, out_trade_no: str) -> None:
         """The payer pays (scans the code, confirms in the app, approves at PayPal). Card
-        channels need no payer step: their confirmation is the payment."""
+        channels (Stripe, quick pay) need no payer step: their confirmation is the payment
+        (quick pay's SMS code travels with it)."""
         if channel == "wechatpay":
             self.wechatpay.pay(out_trade_no)
         elif channel == "alipay":
@@ -183,3 +251,8 @@ class Sandboxes:
     def stop(self) -> None:
         for notifier in self.notifiers.values():
             notifier.stop()
+
+    def close(self) -> None:
+        """Stop the notifiers and release their connections."""
+        for notifier in self.notifiers.values():
+            notifier.close()
