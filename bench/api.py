@@ -14,6 +14,11 @@ the confirming transaction), read from the database after the phase, so nothing 
 
 Per database (a temporary SQLite file; a fresh PostgreSQL database, dropped at the end):
 
+mixed_confirmed_per_s   the same closed loop with mixed payments (P12): a third from the payer's
+                    balance (a ledger hold taken with the payment, captured with the channel's
+                    notification), the rest through the channel
+routing_decisions_per_s  route() alone (pure, 4 candidates), and stored: Router.choose in its own
+                    transaction (health and usage read, the decision and usage written)
 confirmed_per_s     closed loop, --clients threads posting back to back for --seconds after a
                     warm-up: intents confirmed inside the window / window
 api_create_per_s    the same window: POST /v1/payments answered 201 / window
@@ -56,19 +61,26 @@ import httpx
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
+from clearhouse.accounts.handlers import open_holder
+from clearhouse.accounts.model import CustomerKind, KycLevel, Role
 from clearhouse.api.app import create_api
 from clearhouse.api.client import MerchantClient
 from clearhouse.bootstrap import App, build_app, gateway_for, upgrade_database
 from clearhouse.clock import SystemClock
 from clearhouse.config import Settings
-from clearhouse.db.schema import payment_intents
+from clearhouse.db.schema import merchants, payment_intents
 from clearhouse.db.transaction import run_in_transaction
 from clearhouse.gateway.channels.config import ports_from_document
+from clearhouse.gateway.channels.registry import Channels
 from clearhouse.gateway.merchants import create_merchant
+from clearhouse.gateway.router import Router
+from clearhouse.gateway.routing import Candidate, Health, Limits, route
+from clearhouse.money import Money
 from clearhouse.sandbox.runner import CHANNELS, SandboxCredentials, Sandboxes
 from clearhouse.sandbox.serving import LateBound, ServedApp
 
 DRAIN_TIMEOUT_S = 60.0
+BUYERS = 16
 
 
 # --- the system under test --------------------------------------------------------------------
@@ -80,6 +92,7 @@ class Stack:
     base_url: str
     key_id: str
     secret: str
+    buyers: tuple[str, ...] = ()  # funded buyer accounts, for mixed payments
 
 
 @contextlib.contextmanager
@@ -124,14 +137,15 @@ def stack(
                     now=clock.now(),
                 ),
             )
+            buyers = _funded_buyers(app, BUYERS)
             # The notifiers poll their queues; the interval bounds the confirmation latency.
             sandboxes.start(notify_interval)
             try:
                 if api_workers:
                     with served_elsewhere(url, document, api_workers) as base_url:
-                        yield Stack(app, base_url, key.key_id, key.secret)
+                        yield Stack(app, base_url, key.key_id, key.secret, buyers)
                 else:
-                    yield Stack(app, api_server.base_url, key.key_id, key.secret)
+                    yield Stack(app, api_server.base_url, key.key_id, key.secret, buyers)
             finally:
                 sandboxes.stop()
                 gateway.close()
@@ -192,16 +206,57 @@ class Phase(NamedTuple):
     due: int  # open loop: payments scheduled (a saturated server leaves some unsent)
 
 
-def _payload(order: str, n: int, rng: random.Random) -> dict[str, object]:
-    return {
+def _payload(
+    order: str, n: int, rng: random.Random, buyers: tuple[str, ...] = ()
+) -> dict[str, object]:
+    amount = rng.randint(300, 100_000)  # integer fen
+    body: dict[str, object] = {
         "merchant_order_id": order,
-        "amount": rng.randint(100, 100_000),  # integer fen
+        "amount": amount,
         "currency": "CNY",
         "description": "Oolong gift box",
         "channel": CHANNELS[n % 2],
         "method": "native",
         "settlement": "escrow",
     }
+    if buyers:  # a mixed payment: a third from the buyer's balance
+        balance = amount // 3
+        body["legs"] = [
+            {"method": "channel", "amount": amount - balance},
+            {"method": "balance", "amount": balance, "account_id": buyers[n % len(buyers)]},
+        ]
+    return body
+
+
+def _funded_buyers(app: App, count: int) -> tuple[str, ...]:
+    """Buyers with balances no bench run can spend (10,000,000.00 each)."""
+    now = app.clock.now()
+    accounts = []
+    for i in range(count):
+        holder = run_in_transaction(
+            app.engine,
+            lambda c, i=i: open_holder(
+                c,
+                app.chart,
+                name=f"Bench buyer {i}",
+                login=f"bench-buyer-{i}-{uuid.uuid4().hex[:6]}",
+                kind=CustomerKind.PERSON,
+                kyc_level=KycLevel.CLASS_III,
+                roles=[Role.BUYER_BALANCE],
+                currency="CNY",
+                pii_key=b"bench",
+                now=now,
+            ),
+        )
+        app.ledger.post(
+            f"bench-top-up-{holder.account_id}",
+            "4002",
+            "CNY",
+            {"amount": 1_000_000_000},
+            parties={"buyer": holder.account_id},
+        )
+        accounts.append(holder.account_id)
+    return tuple(accounts)
 
 
 def _client(base_url: str, key_id: str, secret: str) -> MerchantClient:
@@ -209,9 +264,11 @@ def _client(base_url: str, key_id: str, secret: str) -> MerchantClient:
     return MerchantClient(http, key_id, secret)
 
 
-def _post(client: MerchantClient, order: str, n: int, rng: random.Random) -> tuple[int, str | None]:
+def _post(
+    client: MerchantClient, order: str, n: int, rng: random.Random, buyers: tuple[str, ...] = ()
+) -> tuple[int, str | None]:
     try:
-        response = client.post("/v1/payments", _payload(order, n, rng))
+        response = client.post("/v1/payments", _payload(order, n, rng, buyers))
     except httpx.HTTPError:
         return 0, None
     pid = response.json().get("id") if response.status_code == 201 else None
@@ -255,6 +312,7 @@ def load(
     rate: float,
     server_pid: int,
     results: Any,
+    buyers: tuple[str, ...] = (),
 ) -> None:
     """One phase. ``closed``: each thread posts back to back. ``open``: payment n is due at
     start + n / rate whatever happened before it; thread i sends n = i, i + threads, ..."""
@@ -269,7 +327,7 @@ def load(
         client, rng, mine, n = _client(base_url, key_id, secret), random.Random(i), [], 0
         time.sleep(max(0.0, start - time.perf_counter()))
         while (t0 := time.perf_counter()) < w1:
-            status, pid = _post(client, f"{tag}-{i}-{n}", i + n, rng)
+            status, pid = _post(client, f"{tag}-{i}-{n}", i + n, rng, buyers)
             t1 = time.perf_counter()
             mine.append(Sent(pid, status, wall0 + t0, t1 - t0, w0 <= t1 < w1))
             n += 1
@@ -302,13 +360,19 @@ def load(
 
 
 def run_phase(
-    s: Stack, mode: str, threads: int, warmup: float, seconds: float, rate: float
+    s: Stack,
+    mode: str,
+    threads: int,
+    warmup: float,
+    seconds: float,
+    rate: float,
+    buyers: tuple[str, ...] = (),
 ) -> Phase:
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     tag = f"{mode}-{uuid.uuid4().hex[:8]}"
     args = (mode, s.base_url, s.key_id, s.secret, tag, threads, warmup, seconds, rate)
-    proc = ctx.Process(target=load, args=(*args, os.getpid(), results))
+    proc = ctx.Process(target=load, args=(*args, os.getpid(), results, buyers))
     proc.start()
     phase: Phase = results.get(timeout=120 + warmup + seconds * 4)
     proc.join()
@@ -367,8 +431,10 @@ def cpu_figures(cpu: Cpu, payments: int, window: float) -> dict[str, float]:
     }
 
 
-def throughput(s: Stack, clients: int, warmup: float, seconds: float) -> dict[str, object]:
-    phase = run_phase(s, "closed", clients, warmup, seconds, 0.0)
+def throughput(
+    s: Stack, clients: int, warmup: float, seconds: float, buyers: tuple[str, ...] = ()
+) -> dict[str, object]:
+    phase = run_phase(s, "closed", clients, warmup, seconds, 0.0, buyers)
     w0, w1 = phase.window
     created = [x for x in phase.sent if x.status == 201 and x.payment_id]
     done, unconfirmed = confirmations(s, {x.payment_id for x in created if x.payment_id})
@@ -518,6 +584,95 @@ def profiled(
     return profiler.breakdown(len(done), args.profile_out)
 
 
+# --- routing --------------------------------------------------------------------------------
+
+
+def routing_decisions(app: App, n: int) -> dict[str, object]:
+    """Decisions per second: the pure choice, and the stored one (its own transaction each, as
+    in a payment's store transaction: health and usage read, decision and usage written)."""
+    now = app.clock.now()
+    health = Health(now)
+    cands = [
+        Candidate(
+            f"ch_{i}",
+            "card",
+            frozenset({"card"}),
+            frozenset({"CNY"}),
+            100,
+            50 + i,
+            health,
+            Limits(single=5_000_000, daily=10**12, card_daily=5_000_000),
+            i * 1_000,
+            0,
+        )
+        for i in range(4)
+    ]
+    t0 = time.perf_counter()
+    for i in range(n):
+        route(cands, "card", 10_000, "CNY", 7, f"k{i}")
+    pure = n / (time.perf_counter() - t0)
+    channels = Channels({"wechatpay": _NoChannel(), "alipay": _NoChannel()})  # type: ignore[dict-item]
+    router = Router(app.engine, app.clock, channels, app.ledger.zone)
+    stored_n = max(1, n // 10)
+    intents = _bare_intents(app, stored_n)
+    t0 = time.perf_counter()
+    for intent_id in intents:
+        run_in_transaction(
+            app.engine,
+            lambda c, i=intent_id: router.choose(
+                c, i, "wechatpay", "native", Money(100, "CNY"), None
+            ),
+        )
+    stored = stored_n / (time.perf_counter() - t0)
+    return {
+        "routing_decisions_per_s": round(pure),
+        "stored_routing_decisions_per_s": round(stored, 1),
+        "decisions": n,
+        "stored_decisions": stored_n,
+    }
+
+
+class _NoChannel:
+    """Routing only reads a channel's terms; nothing is sent."""
+
+    name = "none"
+
+    def close_client(self) -> None:
+        return None
+
+
+def _bare_intents(app: App, count: int) -> list[str]:
+    """Intents for decisions to belong to (the decision table refers to its payment)."""
+    now = app.clock.now()
+    with app.engine.begin() as conn:
+        merchant = conn.execute(select(merchants.c.id).limit(1)).scalar_one()
+        ids = [f"pay_routing_{uuid.uuid4().hex[:16]}" for _ in range(count)]
+        conn.execute(
+            payment_intents.insert(),
+            [
+                {
+                    "id": i,
+                    "merchant_id": merchant,
+                    "merchant_order_id": i,
+                    "amount": 100,
+                    "currency": "CNY",
+                    "description": "routing bench",
+                    "settlement": "escrow",
+                    "commission": 0,
+                    "status": "CLOSED",
+                    "request_hash": b"0" * 32,
+                    "expires_at": now,
+                    "refunded": 0,
+                    "refund_count": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in ids
+            ],
+        )
+    return ids
+
+
 # --- databases --------------------------------------------------------------------------------
 
 
@@ -530,6 +685,9 @@ def bench_database(
         out["fixed_rate"] = fixed_rate(
             s, args.rate, args.rate_threads, args.warmup, args.rate_seconds
         )
+        mixed = throughput(s, args.clients, args.warmup, args.seconds, s.buyers)
+        out["mixed"] = {"mixed_confirmed_per_s": mixed.pop("confirmed_per_s"), **mixed}
+        out["routing"] = routing_decisions(s.app, args.routing_decisions)
     if args.profile:
         out["profile"] = profiled(url, credentials, args)
     return out
@@ -615,6 +773,7 @@ def main() -> None:
         default=0,
         help="0: the API in the bench process (the issue's setup); N: clearhouse serve --workers N",
     )
+    parser.add_argument("--routing-decisions", type=int, default=20_000)
     parser.add_argument("--profile", action="store_true", help="add a profiled open-loop pass")
     parser.add_argument("--profile-out", help="also write the merged pstats to this file")
     args = parser.parse_args()

@@ -182,13 +182,24 @@ def test_unknown_currency_and_bad_dates(run, app):
 def test_gateway_demo_resolves_every_fault_and_balances(tmp_path):
     runner = CliRunner()
     db = f"sqlite:///{tmp_path / 'demo.db'}"
-    result = runner.invoke(cli, ["demo", "--database-url", db, "--payments", "16", "--json"])
+    result = runner.invoke(cli, ["demo", "--database-url", db, "--json"])  # the default day
     assert result.exit_code == 0, result.stdout
     facts = json.loads(result.stdout)
     assert facts["books_balance"] is True
     statuses = {s for per in facts["payments"].values() for s in per}
     assert statuses <= {"SUCCEEDED", "COMPLETED", "CLOSED", "FAILED"}  # nothing left open
-    assert sum(sum(per.values()) for per in facts["payments"].values()) == 16
+    # Every channel carried payments (the seed's day); a cart's orders count one each.
+    assert set(facts["payments"]) == {
+        "wechatpay",
+        "alipay",
+        "stripe",
+        "paypal",
+        "quickpay",
+        "quickpay_b",
+    }
+    assert {"card", "cart", "mixed"} <= set(facts["kinds"])
+    assert sum(facts["card_payments_routed"].values()) == facts["kinds"]["card"]
+    assert facts["movements"] == {"top-up": 3, "transfer": 1, "withdrawal paid": 2}
     assert facts["paid_entries"] == facts["paid_payments"] > 0
     assert facts["webhooks"]["received"] == facts["webhooks"]["verified"] > 0
     assert sum(facts["faults_planted"].values()) > 0

@@ -12,6 +12,7 @@ from clearhouse.cli.common import EXIT_REJECTED, JsonOption, console, emit_json,
 from clearhouse.cli.ledger import print_trial_balance
 from clearhouse.clock import FixedClock
 from clearhouse.config import Settings
+from clearhouse.sandbox.runner import CHANNELS
 from clearhouse.simulation.day import SHANGHAI, run_day
 from clearhouse.simulation.gateway_day import GatewayDay, run_gateway_day, summary
 
@@ -29,8 +30,9 @@ def demo(
     ),
     as_json: bool = JsonOption,
 ) -> None:
-    """A marketplace day: orders paid through the merchant API at the WeChat Pay and Alipay
-    sandboxes, with faults injected, then what happened and the books."""
+    """A marketplace day: orders paid through the merchant API at every channel's sandbox
+    (QR codes, bound bank cards routed between two acquirers, combined carts, mixed payments,
+    Stripe and PayPal abroad), with faults injected, then what happened and the books."""
     if database_url is None:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{DEMO_DB}{suffix}").unlink(missing_ok=True)
@@ -57,7 +59,8 @@ def _gateway_day(app: App, clock: FixedClock, payments: int, seed: int, as_json:
         return
     console.print(
         f"[bold]Clearhouse demo[/]: {payments} orders on {day.business_date} (Asia/Shanghai), "
-        "through the merchant API to the WeChat Pay and Alipay sandboxes\n"
+        "through the merchant API to the sandboxes of WeChat Pay, Alipay, Stripe, PayPal and "
+        "two bank-card acquirers\n"
     )
     _payments_table(day)
     planted = day.planted
@@ -109,14 +112,23 @@ _REMEDY = {
 def _payments_table(day: GatewayDay) -> None:
     statuses = ["SUCCEEDED", "COMPLETED", "CLOSED", "FAILED", "PROCESSING"]
     rows = []
-    for channel in ("wechatpay", "alipay"):
+    for channel in CHANNELS:
         views = [v for v in day.payments if v["attempt"]["channel"] == channel]
+        if not views:
+            continue
+        currency = views[0]["currency"]
         paid = sum(v["amount"] for v in views if v["status"] in ("SUCCEEDED", "COMPLETED"))
         counts = [sum(v["status"] == s for v in views) for s in statuses]
-        rows.append([channel, len(views), *counts, show_money(paid, "CNY")])
+        rows.append([channel, len(views), *counts, show_money(paid, currency)])
+    # Short headers: the table fits an 80-column terminal.
+    heads = ["succeeded", "completed", "closed", "failed", "open"]
     console.print(
-        table("Payments by channel and state", ["channel", "orders", *statuses, "paid"], rows)
+        table("Payments by channel and state", ["channel", "orders", *heads, "taken"], rows)
     )
+    kinds = [[k, v] for k, v in sorted(day.kinds.items())]
+    kinds += [[f"card routed to {ch}", n] for ch, n in sorted(day.routed.items())]
+    kinds += [[what, n] for what, n in sorted(day.movements.items())]
+    console.print(table("Beyond one order, one method", ["what", "count"], kinds))
 
 
 def _ledger_day(app: App, clock: FixedClock) -> None:
