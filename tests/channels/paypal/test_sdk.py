@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -36,8 +37,10 @@ def sdk_client(base_url: str, client_id: str, secret: str) -> PaypalServersdkCli
 
 
 @pytest.fixture
-def client(creds: PaypalCredentials, served: ServedApp) -> PaypalServersdkClient:
-    return sdk_client(served.base_url, creds.client_id, creds.client_secret)
+def client(creds: PaypalCredentials, served: ServedApp) -> Iterator[PaypalServersdkClient]:
+    made = sdk_client(served.base_url, creds.client_id, creds.client_secret)
+    yield made
+    made.config.http_client.session.close()  # the SDK keeps its session open otherwise
 
 
 def create(client: PaypalServersdkClient, custom_id: str, value: str = "25.00") -> Any:
@@ -146,8 +149,11 @@ def test_refund_more_than_captured(client: PaypalServersdkClient, sandbox: Paypa
     assert exceeded.value.debug_id
 
 
-def test_wrong_secret_is_refused(creds: PaypalCredentials, served: ServedApp) -> None:
+def test_wrong_secret_is_refused(
+    creds: PaypalCredentials, served: ServedApp, request: pytest.FixtureRequest
+) -> None:
     client = sdk_client(served.base_url, creds.client_id, "not-the-secret")
+    request.addfinalizer(client.config.http_client.session.close)
     # The SDK swallows the token endpoint's 401 invalid_client and refuses to send the call.
     with pytest.raises(AuthValidationException):
         client.orders.get_order({"id": "ANY"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 
 import httpx
@@ -14,8 +15,12 @@ from clearhouse.sandbox.stripe.state import StripeSandbox
 
 
 @pytest.fixture
-def client(creds: StripeCredentials, served: ServedApp) -> stripe.StripeClient:
-    return stripe.StripeClient(creds.secret_key, base_addresses={"api": served.base_url})
+def client(creds: StripeCredentials, served: ServedApp) -> Iterator[stripe.StripeClient]:
+    http = stripe.RequestsClient()  # closed after the test: the SDK keeps its session open
+    yield stripe.StripeClient(
+        creds.secret_key, base_addresses={"api": served.base_url}, http_client=http
+    )
+    http.close()
 
 
 def _intent(

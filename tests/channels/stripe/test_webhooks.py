@@ -23,8 +23,13 @@ def test_sdk_verifies_sandbox_webhooks(
     sandbox: StripeSandbox,
     notifier: Notifier,
     receiver: ScriptedReceiver,
+    request: pytest.FixtureRequest,
 ) -> None:
-    client = stripe.StripeClient(creds.secret_key, base_addresses={"api": served.base_url})
+    http = stripe.RequestsClient()
+    request.addfinalizer(http.close)  # the SDK keeps its session open otherwise
+    client = stripe.StripeClient(
+        creds.secret_key, base_addresses={"api": served.base_url}, http_client=http
+    )
     endpoint = client.v1.webhook_endpoints.create(
         params={"url": receiver.url, "enabled_events": ["charge.refunded", "payout.paid"]}
     )
