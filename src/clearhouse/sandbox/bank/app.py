@@ -1,18 +1,26 @@
 """The payout bank over HTTP (``wallet/bankwire/protocol.py``): signed requests, signed answers
 (errors included), the answer held back past the client's timeout on the ``timeout`` fault.
-Control routes under ``/sandbox`` are unauthenticated: the sandbox is a test double."""
+``GET /statements/{YYYY-MM-DD}?format=camt053|mt940`` is the settlement account's statement of
+that day (``statements.py``), signed like every answer (the signature covers the path, not the
+query). Control routes under ``/sandbox`` are unauthenticated: the sandbox is a test double."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from datetime import date
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 
-from clearhouse.sandbox.bank.state import ApiError, PayoutBank
+from clearhouse.errors import MoneyError
+from clearhouse.money import Money
+from clearhouse.sandbox.bank import statements
+from clearhouse.sandbox.bank.state import CURRENCY, ApiError, PayoutBank
 from clearhouse.wallet.bankwire import protocol
+
+STATEMENT_PATH = "/statements/"
 
 
 def create_app(bank: PayoutBank) -> FastAPI:
@@ -66,6 +74,37 @@ def create_app(bank: PayoutBank) -> FastAPI:
             return signed(200, bank.query(ref))
         except ApiError as exc:
             return failure(exc)
+
+    @app.get(STATEMENT_PATH + "{day}")
+    async def statement(
+        day: str, request: Request, fmt: str = Query("camt053", alias="format")
+    ) -> Response:
+        try:
+            await authenticated(request)
+            try:
+                on = date.fromisoformat(day)
+                body, media_type = statements.render(bank, on, fmt)
+            except ValueError as exc:
+                raise ApiError(400, "INVALID_REQUEST", str(exc)) from None
+        except ApiError as exc:
+            return failure(exc)
+        headers = protocol.answer_headers(bank.credentials, body, bank.clock.now())
+        return Response(body, 200, headers=headers, media_type=media_type)
+
+    @app.post("/sandbox/credits")
+    async def credit(request: Request) -> Response:
+        """A channel pays out to the settlement account: ``{"amount", "payer", "memo"}``."""
+        try:
+            data = json.loads(await request.body())
+            amount = Money.parse(str(data["amount"]), CURRENCY)
+            received = bank.receive(
+                amount, str(data["payer"]), str(data["memo"]), data.get("end_to_end_id") or None
+            )
+        except (ValueError, KeyError, TypeError, MoneyError) as exc:
+            return signed(400, {"code": "INVALID_REQUEST", "message": str(exc)})
+        except ApiError as exc:
+            return failure(exc)
+        return signed(200, {"ref": received.ref, "at": received.at.isoformat()})
 
     @app.post("/sandbox/accounts/{card_no}/close")
     async def close_account(card_no: str) -> dict[str, str]:

@@ -41,6 +41,7 @@ from clearhouse.wallet.model import FailureClass, Rail, RailPolicy, classify
 
 CURRENCY = "CNY"
 MAX_ITEMS = 1000
+SETTLEMENT_ACCOUNT = "6217000010008800123"  # the platform's account: withdrawals are paid from it
 
 
 class ApiError(Exception):
@@ -75,6 +76,18 @@ class Payout:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Credit:
+    """Money into the platform's settlement account: a channel paying our balance out."""
+
+    ref: str  # the bank's reference
+    amount: Money
+    payer: str
+    memo: str  # the remittance information the payer sent
+    at: datetime
+    end_to_end_id: str | None = None
+
+
 @dataclass
 class PayoutBank:
     credentials: BankCredentials
@@ -87,6 +100,11 @@ class PayoutBank:
     tries: dict[str, int] = field(default_factory=dict)
     batches: dict[str, list[str]] = field(default_factory=dict)
     closed: set[str] = field(default_factory=set)
+    # The settlement account's statements (statements.py): its balance before the first
+    # movement here, and the credits it received.
+    settlement_account: str = SETTLEMENT_ACCOUNT
+    opening_balance_minor: int = 10_000_000_000
+    credits: list[Credit] = field(default_factory=list)
     _timeouts: FirstTimeouts = field(default_factory=FirstTimeouts)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -120,6 +138,24 @@ class PayoutBank:
     def paid(self) -> list[Payout]:
         with self._lock:
             return [p for p in self.payouts.values() if p.status == "PAID"]
+
+    def received(self) -> list[Credit]:
+        with self._lock:
+            return list(self.credits)
+
+    def receive(
+        self, amount: Money, payer: str, memo: str, end_to_end_id: str | None = None
+    ) -> Credit:
+        """A credit to the settlement account now (a channel's payout arriving)."""
+        if amount.currency != CURRENCY or amount.amount <= 0:
+            raise ApiError(400, "INVALID_REQUEST", f"a credit is a positive {CURRENCY} amount")
+        now = self.clock.now()
+        credit = Credit(
+            f"C{now:%y%m%d}{secrets.token_hex(4).upper()}", amount, payer, memo, now, end_to_end_id
+        )
+        with self._lock:
+            self.credits.append(credit)
+        return credit
 
     # --- inside -----------------------------------------------------------------------------
 
