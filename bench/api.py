@@ -59,9 +59,9 @@ from typing import Any, NamedTuple
 
 import httpx
 from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 
-from clearhouse.accounts.handlers import open_holder
+from clearhouse.accounts.handlers import Holder, open_holder
 from clearhouse.accounts.model import CustomerKind, KycLevel, Role
 from clearhouse.api.app import create_api
 from clearhouse.api.client import MerchantClient
@@ -72,6 +72,7 @@ from clearhouse.db.schema import merchants, payment_intents
 from clearhouse.db.transaction import run_in_transaction
 from clearhouse.gateway.channels.config import ports_from_document
 from clearhouse.gateway.channels.registry import Channels
+from clearhouse.gateway.customers import enrol
 from clearhouse.gateway.merchants import create_merchant
 from clearhouse.gateway.router import Router
 from clearhouse.gateway.routing import Candidate, Health, Limits, route
@@ -137,7 +138,7 @@ def stack(
                     now=clock.now(),
                 ),
             )
-            buyers = _funded_buyers(app, BUYERS)
+            buyers = _funded_buyers(app, BUYERS, key.merchant_id)
             # The notifiers poll their queues; the interval bounds the confirmation latency.
             sandboxes.start(notify_interval)
             try:
@@ -228,26 +229,29 @@ def _payload(
     return body
 
 
-def _funded_buyers(app: App, count: int) -> tuple[str, ...]:
-    """Buyers with balances no bench run can spend (10,000,000.00 each)."""
+def _funded_buyers(app: App, count: int, merchant_id: str) -> tuple[str, ...]:
+    """The merchant's buyers, with balances no bench run can spend (10,000,000.00 each)."""
     now = app.clock.now()
     accounts = []
-    for i in range(count):
-        holder = run_in_transaction(
-            app.engine,
-            lambda c, i=i: open_holder(
-                c,
-                app.chart,
-                name=f"Bench buyer {i}",
-                login=f"bench-buyer-{i}-{uuid.uuid4().hex[:6]}",
-                kind=CustomerKind.PERSON,
-                kyc_level=KycLevel.CLASS_III,
-                roles=[Role.BUYER_BALANCE],
-                currency="CNY",
-                pii_key=b"bench",
-                now=now,
-            ),
+
+    def buyer(conn: Connection, i: int) -> Holder:
+        holder = open_holder(
+            conn,
+            app.chart,
+            name=f"Bench buyer {i}",
+            login=f"bench-buyer-{i}-{uuid.uuid4().hex[:6]}",
+            kind=CustomerKind.PERSON,
+            kyc_level=KycLevel.CLASS_III,
+            roles=[Role.BUYER_BALANCE],
+            currency="CNY",
+            pii_key=b"bench",
+            now=now,
         )
+        enrol(conn, merchant_id, holder.customer_id, now)
+        return holder
+
+    for i in range(count):
+        holder = run_in_transaction(app.engine, lambda c, i=i: buyer(c, i))
         app.ledger.post(
             f"bench-top-up-{holder.account_id}",
             "4002",

@@ -16,6 +16,7 @@ from clearhouse.db.schema import card_bindings, card_signings, card_usage, cards
 from clearhouse.db.transaction import run_in_transaction
 from clearhouse.sandbox.quickpay import TEST_CARDS
 from clearhouse.sandbox.quickpay.banks import CatalogueCard
+from tests.gateway_support import enrol
 
 PII_KEY = b"test"  # what the tests' customers and merchants are opened with
 BY_HOLDER = {card.holder_name: card for card in TEST_CARDS}
@@ -29,12 +30,14 @@ def add_customer(
     app: App,
     card: CatalogueCard,
     *,
+    merchant_id: str,
     kyc: KycLevel = KycLevel.CLASS_II,
     name: str | None = None,
     id_number: str | None = None,
 ) -> str:
-    """A person whose verified identity is the card holder's (or ``name``/``id_number``)."""
-    return run_in_transaction(
+    """A person whose verified identity is the card holder's (or ``name``/``id_number``),
+    enrolled with the merchant that binds its cards."""
+    customer_id: str = run_in_transaction(
         app.engine,
         lambda c: handlers.open_customer(
             c,
@@ -46,6 +49,8 @@ def add_customer(
             now=app.clock.now(),
         ),
     )
+    enrol(app, merchant_id, customer_id)
+    return customer_id
 
 
 def bind_body(card: CatalogueCard, *, four: bool = False, **change: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Building a gateway over the test app, with merchants."""
+"""Building a gateway over the test app, with merchants and the customers they may act for."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from sqlalchemy.engine import Connection
 
 from clearhouse.bootstrap import App, upgrade_database
 from clearhouse.db.transaction import run_in_transaction
 from clearhouse.gateway.channels.port import ChannelPort
+from clearhouse.gateway.customers import enrol as enrol_customer
 from clearhouse.gateway.merchants import IssuedKey, Merchant, create_merchant
 from clearhouse.gateway.service import Gateway, build_gateway
 from clearhouse.sealing import Sealer
@@ -67,6 +69,17 @@ def add_merchant(
         ),
     )
     return MerchantFixture(merchant, key, secret)
+
+
+def enrol(app: App, merchant_id: str, *customer_ids: str) -> None:
+    """Let the merchant (and its sellers) act for these customers."""
+    now = app.clock.now()
+
+    def work(conn: Connection) -> None:
+        for customer_id in customer_ids:
+            enrol_customer(conn, merchant_id, customer_id, now)
+
+    run_in_transaction(app.engine, work)
 
 
 # Fixtures shared by the gateway's integration and HTTP tests (imported by their conftests).

@@ -33,7 +33,7 @@ from clearhouse.wallet.bankwire.protocol import BankCredentials
 from clearhouse.wallet.model import RailPolicy
 from tests.card_support import CAPPED, DEBIT
 from tests.conftest import open_party
-from tests.gateway_support import SERVER_SECRET, make_gateway
+from tests.gateway_support import SERVER_SECRET, enrol, make_gateway
 
 __all__ = ["CAPPED", "DEBIT"]
 
@@ -88,12 +88,15 @@ def add_buyer(
     app: App,
     name: str = "buyer",
     *,
+    merchant_id: str,
     balance: int = 0,
     card: CatalogueCard | None = DEBIT,
     kyc: KycLevel = KycLevel.CLASS_II,
     currency: str = "CNY",
 ) -> Buyer:
+    """A buyer of the merchant's (enrolled with it), with a balance and a bound card."""
     party = open_party(app, name, (Role.BUYER_BALANCE,), kyc=kyc, currency=currency)
+    enrol(app, merchant_id, party.customer_id)
     if balance:
         top_up(app, party.account_id, balance, currency)
     card_id = bind_card(app, party.customer_id, card) if card is not None else ""

@@ -79,4 +79,5 @@ def gateway_for(
         notify_base_url,
         pii_key=app.settings.pii_key,
         bank=bank,
+        chart=app.chart,
     )

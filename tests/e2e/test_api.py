@@ -14,7 +14,7 @@ from clearhouse.db.schema import api_idempotency, payment_intents, refunds
 from clearhouse.db.transaction import run_in_transaction
 from clearhouse.gateway.merchants import set_status
 from tests.conftest import open_party
-from tests.gateway_support import add_merchant
+from tests.gateway_support import add_merchant, enrol
 
 PAYMENT = {
     "merchant_order_id": "order-1",
@@ -303,6 +303,7 @@ def test_combined_and_mixed_payments_over_http(app, client, channel, gateway, me
     assert (refused.status_code, error_code(refused)) == (422, "NOT_A_SELLER")
 
     buyer = open_party(app, "buyer", (Role.BUYER_BALANCE,))
+    enrol(app, merchant.id, buyer.customer_id)
     app.ledger.post("top-up", "4002", "CNY", {"amount": 500}, parties={"buyer": buyer.account_id})
     before = rows(app, payment_intents)
     for legs, code in [
@@ -380,8 +381,8 @@ def test_card_errors_get_a_code_and_change_nothing(app, merchant, clock, request
             client = MerchantClient(
                 h, merchant.key.key_id, merchant.key.secret, lambda: clock.now().timestamp()
             )
-            zhang = add_customer(app, DEBIT)
-            unverified = add_customer(app, CREDIT, kyc=KycLevel.UNVERIFIED)
+            zhang = add_customer(app, DEBIT, merchant_id=merchant.id)
+            unverified = add_customer(app, CREDIT, merchant_id=merchant.id, kyc=KycLevel.UNVERIFIED)
             before = counts()
             bind = f"/v1/customers/{zhang}/cards"
             expect(client.post("/v1/customers/cus_x/cards", bind_body(DEBIT)), "CUSTOMER_NOT_FOUND")
@@ -416,7 +417,7 @@ def test_card_errors_get_a_code_and_change_nothing(app, merchant, clock, request
             assert counts()[-1] == before[-1] + 1  # stored, not sent
             assert sandbox.state.txns == {}
 
-            capped = add_customer(app, CAPPED)
+            capped = add_customer(app, CAPPED, merchant_id=merchant.id)
             binding = client.post(f"/v1/customers/{capped}/cards", bind_body(CAPPED)).json()
             code = sandbox.last_sms_code(CAPPED.phone)
             cap = client.post(f"/v1/card-bindings/{binding['id']}/confirm", {"sms_code": code})
@@ -432,6 +433,71 @@ def test_card_errors_get_a_code_and_change_nothing(app, merchant, clock, request
             assert counts()[-1] == before[-1]
             gateway.close()
     assert len(seen) == 12
+
+
+def test_payment_password_and_binding_expiry_codes(app, merchant, clock, request):
+    """The payment password's codes and a late binding confirmation, through the API against
+    a quick pay sandbox over HTTP. A refused password change leaves no password; a refused
+    payment password leaves the payment unsent."""
+    import httpx
+
+    from clearhouse.api.app import create_api
+    from clearhouse.api.client import MerchantClient
+    from clearhouse.db.schema import payment_passwords
+    from clearhouse.gateway.channels.quickpay.adapter import QuickpayAdapter
+    from clearhouse.gateway.channels.quickpay.protocol import QuickpayCredentials
+    from clearhouse.sandbox.quickpay import Issuers, QuickpaySandbox, create_app
+    from clearhouse.sandbox.serving import ServedApp
+    from tests.card_support import DEBIT, PII_KEY, add_customer, bind_body
+    from tests.gateway_support import make_gateway
+
+    keys = QuickpayCredentials.generate()
+    sandbox = QuickpaySandbox(keys, Issuers.seeded(), clock)
+    seen: set[str] = set()
+
+    def expect(response, code: str) -> None:  # type: ignore[no-untyped-def]
+        assert error_code(response) == code, response.text
+        assert response.status_code == ERROR_STATUS[code]
+        seen.add(code)
+
+    with ServedApp(create_app(sandbox)) as channel:
+        port = QuickpayAdapter(keys.merchant_view(), base_url=channel.base_url, clock=clock)
+        gateway = make_gateway(app, {"quickpay": port}, pii_key=PII_KEY)
+        request.addfinalizer(gateway.close)
+        with ServedApp(create_api(gateway)) as served, httpx.Client(base_url=served.base_url) as h:
+            client = MerchantClient(
+                h, merchant.key.key_id, merchant.key.secret, lambda: clock.now().timestamp()
+            )
+            zhang = add_customer(app, DEBIT, merchant_id=merchant.id)
+            binding = client.post(f"/v1/customers/{zhang}/cards", bind_body(DEBIT)).json()
+            code = sandbox.last_sms_code(DEBIT.phone)
+            confirm = f"/v1/card-bindings/{binding['id']}/confirm"
+            card = client.post(confirm, {"sms_code": code}).json()
+            pay = payment(channel="quickpay", method="card", payer_id=card["id"], amount=30_000)
+            unset = client.post("/v1/payments", pay | {"payment_password": "729164"})
+            expect(unset, "PAYMENT_PASSWORD_NOT_SET")
+            path = f"/v1/customers/{zhang}/payment-password"
+            expect(client.post(path, {"password": "729164"}), "PAYMENT_PASSWORD_PROOF_INVALID")
+            weak = {"password": "123456", "binding_id": binding["id"]}
+            expect(client.post(path, weak), "PAYMENT_PASSWORD_WEAK")
+            assert rows(app, payment_passwords) == 0
+            made = client.post(path, {"password": "729164", "binding_id": binding["id"]})
+            assert made.status_code == 200, made.text
+            wrong = pay | {"payment_password": "318052"}
+            for _ in range(4):
+                expect(client.post("/v1/payments", wrong), "PAYMENT_PASSWORD_WRONG")
+            expect(client.post("/v1/payments", wrong), "PAYMENT_PASSWORD_LOCKED")
+            assert sandbox.state.txns == {}  # nothing was sent
+
+            late = client.post(f"/v1/customers/{zhang}/cards", bind_body(DEBIT)).json()
+            clock.advance(timedelta(minutes=15))
+            late_code = sandbox.last_sms_code(DEBIT.phone)
+            expect(
+                client.post(f"/v1/card-bindings/{late['id']}/confirm", {"sms_code": late_code}),
+                "BINDING_EXPIRED",
+            )
+            gateway.close()
+    assert len(seen) == 6
 
 
 def test_wallet_movements_and_their_errors_over_http(app, client, channel, merchant):
@@ -456,10 +522,10 @@ def test_wallet_movements_and_their_errors_over_http(app, client, channel, merch
         assert response.status_code == ERROR_STATUS[code]
         seen.add(code)
 
-    alice = add_buyer(app, "alice", balance=100_000)
-    bob = add_buyer(app, "bob", card=CAPPED)
-    dollars = add_buyer(app, "dollars", card=None, currency="USD")
-    frozen = add_buyer(app, "frozen", card=None)
+    alice = add_buyer(app, "alice", merchant_id=merchant.id, balance=100_000)
+    bob = add_buyer(app, "bob", merchant_id=merchant.id, card=CAPPED)
+    dollars = add_buyer(app, "dollars", merchant_id=merchant.id, card=None, currency="USD")
+    frozen = add_buyer(app, "frozen", merchant_id=merchant.id, card=None)
     run_in_transaction(
         app.engine, lambda c: set_fund_account_status(c, frozen.fund_id, Status.FROZEN)
     )
@@ -534,6 +600,75 @@ def test_wallet_movements_and_their_errors_over_http(app, client, channel, merch
     expect(client.post("/v1/withdrawals", out | {"amount": 10_001}), "DUPLICATE_WITHDRAWAL")
     expect(client.get("/v1/withdrawals/wdr_nobody"), "WITHDRAWAL_NOT_FOUND")
     assert len(seen) == 12
+
+
+def test_a_merchant_opens_its_buyers_and_only_its_marketplace_sees_them(
+    app, client, http, gateway, merchant, clock
+):
+    """POST /v1/customers opens a class I buyer with a balance in the merchant's currency,
+    enrolled with it; its sellers see the buyer, another marketplace does not; one identity is
+    one customer; elements that cannot be right are named and change nothing."""
+    from clearhouse.api.client import MerchantClient
+    from clearhouse.db.schema import accounts, customers, merchant_customers
+
+    def as_merchant(m):  # type: ignore[no-untyped-def]
+        return MerchantClient(http, m.key.key_id, m.key.secret, lambda: clock.now().timestamp())
+
+    seen: set[str] = set()
+
+    def expect(response, code: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
+        assert error_code(response) == code, response.text
+        assert response.status_code == ERROR_STATUS[code]
+        seen.add(code)
+        return dict(response.json()["error"])
+
+    seller = as_merchant(add_merchant(app, gateway, name="Tea Farm", parent_id=merchant.id))
+    stranger = as_merchant(add_merchant(app, gateway, name="Elsewhere"))
+    body = {"name": "王五", "id_number": "11010519491231002x", "phone": "138 0013 8000"}
+    made = client.post("/v1/customers", body, idempotency_key="cus-1")
+    assert made.status_code == 201, made.text
+    shown = made.json()
+    assert (shown["kind"], shown["name"], shown["kyc_level"], shown["status"]) == (
+        "person",
+        "王五",
+        1,
+        "active",
+    )
+    assert (shown["id_number"], shown["phone"]) == ("110***********002X", "138****8000")
+    assert "11010519491231002" not in made.text
+    assert "13800138000" not in made.text
+    [account] = shown["accounts"]
+    assert (account["status"], account["balances"]) == ("active", ["CNY"])
+    replayed = client.post("/v1/customers", body, idempotency_key="cus-1")
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert replayed.json() == shown
+    before = (rows(app, customers), rows(app, accounts), rows(app, merchant_customers))
+    assert before[2] == 1
+
+    # The marketplace's seller acts for the buyer; another marketplace knows of no such buyer.
+    assert seller.get(f"/v1/customers/{shown['id']}").json() == shown
+    balance = seller.get(f"/v1/accounts/{account['id']}/balance")
+    assert (balance.status_code, balance.json()["available"]) == (200, 0)
+    hidden = expect(stranger.get(f"/v1/customers/{shown['id']}"), "CUSTOMER_NOT_FOUND")
+    unknown = expect(stranger.get("/v1/customers/cus_nobody"), "CUSTOMER_NOT_FOUND")
+    assert hidden["message"].replace(shown["id"], "cus_nobody") == unknown["message"]
+    expect(stranger.get(f"/v1/accounts/{account['id']}/balance"), "ACCOUNT_NOT_FOUND")
+
+    # One identity, one customer: the owner is told which; anyone else only that it is taken.
+    again = expect(client.post("/v1/customers", body), "DUPLICATE_IDENTITY")
+    assert again["customer_id"] == shown["id"]
+    elsewhere = expect(stranger.post("/v1/customers", body), "DUPLICATE_IDENTITY")
+    assert "customer_id" not in elsewhere
+    for change, field in [
+        ({"id_number": "1101051949123100"}, "id_number"),
+        ({"phone": "23800138000"}, "phone"),
+        ({"name": "王{五}"}, "name"),
+    ]:
+        refused = expect(client.post("/v1/customers", body | change), "INVALID_CUSTOMER")
+        assert refused["field"] == field
+    expect(client.post("/v1/customers", body | {"email": "x"}), "VALIDATION_ERROR")
+    assert (rows(app, customers), rows(app, accounts), rows(app, merchant_customers)) == before
+    assert len(seen) == 5
 
 
 def test_every_published_error_code_is_driven_by_a_test():

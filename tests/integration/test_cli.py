@@ -179,6 +179,36 @@ def test_unknown_currency_and_bad_dates(run, app):
     assert counts(app) == (0, 0)
 
 
+def test_an_operator_enrols_a_customer_with_another_merchant(run, app):
+    """Once, and idempotently; an unknown customer or merchant is bad input and writes
+    nothing."""
+    from clearhouse.db.schema import merchant_customers
+
+    code, out, _ = run("accounts", "open", "--name", "Wang", "--login", "wang", "--json")
+    assert code == 0
+    customer = json.loads(out)["customer_id"]
+    code, out, _ = run("merchants", "create", "--name", "Tea House", "--json")
+    assert code == 0
+    merchant = json.loads(out)["merchant_id"]
+    code, out, _ = run("customers", "enrol", customer, "--merchant", merchant, "--json")
+    assert code == 0
+    shown = json.loads(out)
+    assert (shown["enrolled"], [e["merchant_id"] for e in shown["enrolments"]]) == (
+        True,
+        [merchant],
+    )
+    code, out, _ = run("customers", "enrol", customer, "--merchant", merchant, "--json")
+    assert (code, json.loads(out)["enrolled"]) == (0, False)
+    for who, where, error in [
+        ("cus_nobody", merchant, "UNKNOWN_CUSTOMER"),
+        (customer, "mer_nobody", "UNKNOWN_MERCHANT"),
+    ]:
+        code, out, _ = run("customers", "enrol", who, "--merchant", where, "--json")
+        assert (code, json.loads(out)["error"]["code"]) == (2, error)
+    with app.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(merchant_customers)).scalar() == 1
+
+
 def test_gateway_demo_resolves_every_fault_and_balances(tmp_path):
     runner = CliRunner()
     db = f"sqlite:///{tmp_path / 'demo.db'}"

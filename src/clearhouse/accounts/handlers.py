@@ -107,6 +107,22 @@ def seed_chart(conn: Connection, chart: Chart) -> None:
             )
 
 
+def id_number_digest(id_number: str, pii_key: bytes) -> bytes:
+    """The keyed digest an identity is stored and found by (never the ID number itself)."""
+    normal = normalise_id_number(id_number)
+    return hmac.new(pii_key, normal.encode(), hashlib.sha256).digest()
+
+
+def find_identity(conn: Connection, id_number: str, pii_key: bytes) -> str | None:
+    """The customer holding this ID number, if any."""
+    found = conn.execute(
+        select(customers.c.id).where(
+            customers.c.id_number_digest == id_number_digest(id_number, pii_key)
+        )
+    ).scalar_one_or_none()
+    return None if found is None else str(found)
+
+
 def open_customer(
     conn: Connection,
     *,
@@ -121,7 +137,7 @@ def open_customer(
     digest = masked = None
     if id_number is not None:
         normal = normalise_id_number(id_number)
-        digest = hmac.new(pii_key, normal.encode(), hashlib.sha256).digest()
+        digest = id_number_digest(normal, pii_key)
         masked = mask_id_number(normal)
         if conn.execute(
             select(customers.c.id).where(customers.c.id_number_digest == digest)

@@ -24,6 +24,7 @@ from starlette.routing import Match
 from clearhouse.api import guard, signing
 from clearhouse.api.cards import CARD_BODIES, add_card_routes
 from clearhouse.api.common import ERRORS_DOC, MAX_ID, Handler, body_schema, parse
+from clearhouse.api.customers import CUSTOMER_BODIES, add_customer_routes
 from clearhouse.api.errors import error_response
 from clearhouse.api.marketplace import add_marketplace_routes
 from clearhouse.api.schemas import (
@@ -124,15 +125,20 @@ def create_api(gateway: Gateway, threads: int = 8) -> FastAPI:
                     payer_ref=req.payer_ref,
                     legs=parts,
                     verification=req.verification,
+                    payment_password=req.payment_password,
                 ),
             )
             return 201, view(intent, gateway.payments.attempts(intent.id))
 
         return await guarded(request, handle, idempotent=True)
 
-    add_marketplace_routes(api, gateway, guarded)
-    add_card_routes(api, gateway, guarded)
-    add_wallet_routes(api, gateway, guarded)
+    for add_routes in (
+        add_marketplace_routes,
+        add_card_routes,
+        add_customer_routes,
+        add_wallet_routes,
+    ):
+        add_routes(api, gateway, guarded)
 
     @api.get("/v1/payments/{payment_id}", response_model=PaymentOut, responses=ERRORS_DOC)
     async def get_payment(payment_id: str, request: Request) -> Response:
@@ -264,7 +270,14 @@ def _install_openapi(api: FastAPI) -> None:
                 routes=api.routes,
             )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (PaymentCreate, RefundCreate, GroupCreate, *CARD_BODIES, *WALLET_BODIES):
+            for model in (
+                PaymentCreate,
+                RefundCreate,
+                GroupCreate,
+                *CARD_BODIES,
+                *WALLET_BODIES,
+                *CUSTOMER_BODIES,
+            ):
                 found = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(found.pop("$defs", {}))
                 components[model.__name__] = found

@@ -56,22 +56,32 @@ ERROR_STATUS: dict[str, int] = {
     "REFUND_EXCEEDS_BALANCE": 422,  # the merchant's settlement balance cannot cover it
     # webhooks
     "DELIVERY_NOT_FOUND": 404,
+    # customers
+    "CUSTOMER_NOT_FOUND": 404,  # no such customer, or not one of yours
+    "INVALID_CUSTOMER": 422,  # a new customer's element that cannot be right; `field` names it
+    "DUPLICATE_IDENTITY": 409,  # the ID number is a customer's already (`customer_id` if yours)
     # cards
-    "CUSTOMER_NOT_FOUND": 404,
     "IDENTITY_NOT_VERIFIED": 422,  # the customer has no verified real-name identity
     "IDENTITY_MISMATCH": 422,  # the holder's name or ID number is not the customer's
     "INVALID_CARD": 422,  # an element that cannot be right; `field` names it
     "CARD_REFUSED": 422,  # the channel or issuer refused the card; `reason` is its code
     "BINDING_NOT_FOUND": 404,
+    "BINDING_EXPIRED": 409,  # not confirmed within 15 minutes: its card data erased; bind again
     "VERIFICATION_FAILED": 422,  # the SMS code was refused; `reason` says how
     "CARD_NOT_FOUND": 404,
     "CARD_NOT_ACTIVE": 409,  # the card was unbound
     "ISSUER_LIMIT_EXCEEDED": 422,  # over the issuer's limit, every channel together
-    "VERIFICATION_REQUIRED": 402,  # stored, not sent: the payer's SMS code is needed
+    "VERIFICATION_REQUIRED": 402,  # stored, not sent: the payer's SMS code or password needed
+    # the payer's payment password
+    "PAYMENT_PASSWORD_NOT_SET": 409,  # verify with the SMS code, or set one
+    "PAYMENT_PASSWORD_WRONG": 422,  # counted; `tries_left` before it locks
+    "PAYMENT_PASSWORD_LOCKED": 409,  # too many wrong tries: until `locked_until`
+    "PAYMENT_PASSWORD_WEAK": 422,  # one digit repeated or a run (123456)
+    "PAYMENT_PASSWORD_PROOF_INVALID": 422,  # no current password nor a fresh SMS-confirmed binding
     "CHANNEL_UNAVAILABLE": 503,  # no usable answer from the channel: retry
     # wallet: top-ups, transfers, withdrawals
     "TOPUP_NOT_REFUNDABLE": 409,  # the money is the buyer's balance now: withdraw it
-    "ACCOUNT_NOT_FOUND": 404,  # no such account, or no buyer balance in the currency
+    "ACCOUNT_NOT_FOUND": 404,  # no such account of your customers, or no balance in the currency
     "ACCOUNT_NOT_ACTIVE": 409,  # the account, its customer or its balance is frozen/closed
     "CURRENCY_MISMATCH": 422,  # the account's balance is in another currency
     "SAME_ACCOUNT": 422,  # a transfer to the account it comes from

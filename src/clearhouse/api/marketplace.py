@@ -46,6 +46,8 @@ def add_marketplace_routes(api: FastAPI, gateway: Gateway, guarded: Guarded) -> 
                     expires_at=req.expires_at,
                     payer_id=req.payer_id,
                     payer_ref=req.payer_ref,
+                    verification=req.verification,
+                    payment_password=req.payment_password,
                 ),
             )
             return 201, gateway.groups.view(group)

@@ -5,9 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 OrderId = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-|*.]+$")
+PIN = r"^[0-9]{6}$"
+
+
+def _one_verification(verification: str | None, payment_password: str | None) -> None:
+    if verification is not None and payment_password is not None:
+        raise ValueError("give verification (the SMS code) or payment_password, not both")
 
 
 class LegIn(BaseModel):
@@ -61,6 +67,18 @@ class PaymentCreate(BaseModel):
         "code (POST /v1/payments/{id}/sms sends it). Not part of the request's identity: send "
         "the same request again with it. Never stored or shown.",
     )
+    payment_password: str | None = Field(
+        default=None,
+        pattern=PIN,
+        description="or, instead of the SMS code, the payer's payment password (set with POST "
+        "/v1/customers/{id}/payment-password). Checked before anything is sent: a wrong one "
+        "leaves the payment waiting. Not part of the request's identity; never stored or shown.",
+    )
+
+    @model_validator(mode="after")
+    def _one_way(self) -> PaymentCreate:
+        _one_verification(self.verification, self.payment_password)
+        return self
 
 
 class OrderIn(BaseModel):
@@ -86,6 +104,24 @@ class GroupCreate(BaseModel):
     expires_at: AwareDatetime | None = None
     payer_id: str | None = Field(default=None, min_length=1, max_length=64)
     payer_ref: str | None = Field(default=None, min_length=1, max_length=64)
+    verification: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{4,8}$",
+        description="a card payment above the channel's small-amount exemption: the payer's SMS "
+        "code for the group (POST /v1/payment-groups/{id}/sms sends it); send the same request "
+        "again with it. Never stored or shown.",
+    )
+    payment_password: str | None = Field(
+        default=None,
+        pattern=PIN,
+        description="or the payer's payment password instead of the SMS code. Never stored or "
+        "shown.",
+    )
+
+    @model_validator(mode="after")
+    def _one_way(self) -> GroupCreate:
+        _one_verification(self.verification, self.payment_password)
+        return self
 
 
 class RefundCreate(BaseModel):
@@ -256,7 +292,7 @@ class CardBindingOut(BaseModel):
     customer_id: str
     channel: str
     card_id: str | None
-    status: str  # pending | confirmed | failed
+    status: str  # pending | confirmed | failed | expired (not confirmed in 15 minutes)
     masked_phone: str | None
     expires_at: datetime | None  # of the SMS code
     error_code: str | None
@@ -283,11 +319,36 @@ class CardOut(BaseModel):
 
 
 class PaymentSmsOut(BaseModel):
-    payment_id: str
+    payment_id: str  # a combined payment's: the order its attempt belongs to
+    group_id: str | None  # a combined payment
     attempt_id: str
     channel: str
+    amount: int  # what the code is for: the attempt's amount (a cart's total)
+    currency: str
     masked_phone: str | None
     expires_at: datetime | None
+
+
+class PaymentPasswordSet(BaseModel):
+    """Set or change a customer's payment password (a 6-digit PIN, not one digit repeated or
+    a run such as 123456). The proof: ``binding_id``, a card binding of this customer that
+    you started and that was confirmed by SMS code in the last 15 minutes (binding a card, or
+    signing a bound one again, as a forgotten password is reset); else ``current_password``.
+    Never stored in clear, logged or shown."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    password: str = Field(pattern=PIN)
+    binding_id: str | None = Field(default=None, min_length=1, max_length=40)
+    current_password: str | None = Field(default=None, pattern=PIN)
+
+
+class PaymentPasswordOut(BaseModel):
+    customer_id: str
+    set: bool
+    locked_until: datetime | None  # after 5 wrong tries in a row, for 3 hours
+    tries_left: int | None  # before it locks
+    updated_at: datetime | None
 
 
 # --- wallet: top-ups, transfers, withdrawals, balances ---------------------------------------
@@ -395,3 +456,36 @@ class BalanceOut(BaseModel):
     posted: int
     pending: int  # held: withdrawals on their way, parts of payments not yet taken
     available: int
+
+
+# --- customers: buyers opened and seen by the merchant ----------------------------------------
+
+
+class CustomerCreate(BaseModel):
+    """Open a real-name buyer: opened at the lowest real-name class (I) with one account holding
+    a buyer balance in your currency, and enrolled with you (your sellers may act for it too).
+    An ID number that is a customer's already is refused (DUPLICATE_IDENTITY)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=60, description="the real name on the ID card")
+    id_number: str = Field(min_length=1, max_length=32, description="resident ID card number")
+    phone: str = Field(min_length=1, max_length=20, description="mainland mobile number")
+
+
+class CustomerAccountOut(BaseModel):
+    id: str  # the account_id of top-ups, transfers, withdrawals and balance parts
+    status: str  # active | frozen | closed
+    balances: list[str]  # currencies of its buyer balances
+
+
+class CustomerOut(BaseModel):
+    id: str  # the customer_id of the card routes
+    kind: str  # person
+    name: str
+    id_number: str | None  # masked
+    phone: str | None  # masked
+    kyc_level: int  # 0 (unverified) to 3
+    status: str  # active | frozen | closed
+    accounts: list[CustomerAccountOut]
+    created_at: datetime

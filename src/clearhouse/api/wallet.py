@@ -115,6 +115,6 @@ def add_wallet_routes(api: FastAPI, gateway: Gateway, guarded: Guarded) -> None:
         currency: Annotated[str, Query(pattern=r"^[A-Z]{3}$")] = "CNY",
     ) -> Response:
         def handle(caller: guard.Caller, body: bytes) -> tuple[int, Any]:
-            return 200, gateway.wallet.balance(account_id, currency)
+            return 200, gateway.wallet.balance(caller.merchant_id, account_id, currency)
 
         return await guarded(request, handle, idempotent=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from clearhouse.cli import accounts, db, demo, gateway, ledger, sandbox, wallet
+from clearhouse.cli import accounts, cards, customers, db, demo, gateway, ledger, sandbox, wallet
 
 app = typer.Typer(
     help="Clearhouse: payment, clearing, settlement and reconciliation core.",
@@ -13,6 +13,8 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.add_typer(accounts.app, name="accounts")
+app.add_typer(customers.app, name="customers")
+app.add_typer(cards.app, name="cards")
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(gateway.merchants, name="merchants")
 app.add_typer(gateway.api, name="api")

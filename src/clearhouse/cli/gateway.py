@@ -46,8 +46,8 @@ def serve(
     workers: int = typer.Option(1, min=1, help="API processes (one Python process uses one core)."),
 ) -> None:
     """Serve the merchant API and the channels' notify endpoints, with the workers: the poller
-    (unanswered payments and refunds), webhook delivery and, when the channels document has a
-    payout bank, the due withdrawal batches."""
+    (unanswered payments and refunds), webhook delivery, the expiry of card bindings never
+    confirmed and, when the channels document has a payout bank, the due withdrawal batches."""
     settings = load_settings()
     if channels is None:
         channels = Path(settings.sandbox_dir) / "channels.json"
@@ -102,6 +102,8 @@ def run_workers(gateway: Gateway, stop: threading.Event, interval: float = 1.0) 
             gateway.webhooks.deliver_due()
             if rounds % 60 == 0:
                 prune_nonces(gateway.engine, gateway.clock.now())
+                # Card data of bindings never confirmed is not kept past their time.
+                gateway.cards.expire_bindings()
             withdrawals = gateway.wallet.withdrawals
             if rounds % BATCH_ROUNDS == 0 and withdrawals.bank is not None:
                 withdrawals.run_batches()

@@ -46,6 +46,10 @@ customers = Table(
     Column("kyc_level", SmallInteger, nullable=False),
     Column("status", String(16), nullable=False),
     Column("created_at", Instant, nullable=False),
+    # The phone a buyer opened through the merchant API gave: sealed under the server's key,
+    # shown masked.
+    Column("phone_sealed", LargeBinary, nullable=True),
+    Column("phone_masked", String(20), nullable=True),
     CheckConstraint("kyc_level BETWEEN 0 AND 3", name="kyc_level"),
 )
 
@@ -238,6 +242,16 @@ merchants = Table(
     # orders of several of them (P11) and refund any of those orders.
     Column("parent_id", String(40), ForeignKey("merchants.id"), nullable=True, index=True),
     CheckConstraint("commission_bps BETWEEN 0 AND 10000", name="commission_bps"),
+)
+
+# Which merchants may act for a customer (gateway/customers.py): the merchant that enrolled it,
+# and that merchant's sellers. A customer outside a merchant's scope is, to it, no customer.
+merchant_customers = Table(
+    "merchant_customers",
+    metadata,
+    Column("merchant_id", String(40), ForeignKey("merchants.id"), primary_key=True),
+    Column("customer_id", String(40), ForeignKey("customers.id"), primary_key=True, index=True),
+    Column("enrolled_at", Instant, nullable=False),
 )
 
 # Request-signing keys. The secret is needed to verify an HMAC, so it is stored encrypted under
@@ -542,11 +556,30 @@ card_bindings = Table(
     Column("elements_sealed", LargeBinary, nullable=True),
     Column("masked_phone", String(20), nullable=True),
     Column("expires_at", Instant, nullable=True),  # of the SMS code
-    Column("status", String(16), nullable=False),  # pending | confirmed | failed
+    Column("status", String(16), nullable=False),  # pending | confirmed | failed | expired
     Column("error_code", String(64), nullable=True),
     Column("created_at", Instant, nullable=False),
     Column("updated_at", Instant, nullable=False),
     UniqueConstraint("channel", "request_id"),
+    # The purge of bindings never confirmed (their sealed elements) finds them by age.
+    Index("ix_card_bindings_pending", "status", "created_at"),
+)
+
+# A payer's payment password (a 6-digit PIN), the alternative to a payment's SMS code. Only a
+# salted scrypt hash of a keyed digest of it is kept (``gateway/payment_passwords.py``), with
+# the KDF's parameters, so they can be raised later; wrong tries in a row lock it for a while.
+payment_passwords = Table(
+    "payment_passwords",
+    metadata,
+    Column("customer_id", String(40), ForeignKey("customers.id"), primary_key=True),
+    Column("password_hash", LargeBinary(64), nullable=False),
+    Column("salt", LargeBinary(32), nullable=False),
+    Column("kdf", String(64), nullable=False),  # scrypt:n=..,r=..,p=..
+    Column("failed_tries", Integer, nullable=False),  # wrong in a row
+    Column("locked_until", Instant, nullable=True),
+    Column("created_at", Instant, nullable=False),
+    Column("updated_at", Instant, nullable=False),  # last set or changed
+    CheckConstraint("failed_tries >= 0", name="failed_tries_non_negative"),
 )
 
 # What each card has been charged per day of its card network (Beijing days), all channels
@@ -639,4 +672,27 @@ withdrawal_events = Table(
     Column("status", String(32), nullable=True),
     Column("detail", Text, nullable=False),
     Column("at", Instant, nullable=False),
+)
+
+# --- reconciliation -------------------------------------------------------------------------
+
+# One row per imported statement file (its lines are Parquet partitions beside the database):
+# the digest makes a re-import of the same bytes change nothing.
+statement_files = Table(
+    "statement_files",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("source", String(16), nullable=False),
+    Column("format", String(32), nullable=False),
+    Column("account", String(64), nullable=False),
+    Column("business_date", Date, nullable=False),
+    Column("file", String(255), nullable=False),  # the name it came under
+    Column("path", String(255), nullable=False),  # its lines, relative to the store's root
+    Column("lines", Integer, nullable=False),
+    Column("totals", Text, nullable=False),  # the file's own totals, as declared (JSON)
+    # A later file of the same source, account, day and format (a re-issued bill) replaces it.
+    Column("superseded_by", String(64), nullable=True),
+    Column("imported_by", String(64), nullable=False),
+    Column("imported_at", Instant, nullable=False),
+    Index("ix_statement_files_day", "source", "business_date"),
 )

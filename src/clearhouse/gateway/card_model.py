@@ -1,5 +1,6 @@
 """Bank cards as pure values and rules: what a payer types to bind one, the real-name match,
-what a card may carry on each channel, and the issuer's limit across channels. No I/O.
+what a card may carry on each channel, the issuer's limit across channels, and the payer's
+payment password (its format, weak values, tries and lockout). No I/O.
 
 The card flows themselves (channel calls, storage) are in ``cards.py``.
 """
@@ -9,7 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from enum import StrEnum
+from itertools import pairwise
 
 from clearhouse.gateway.errors import GatewayError
 from clearhouse.gateway.routing import Limits
@@ -24,6 +27,16 @@ class BindingStatus(StrEnum):
     PENDING = "pending"  # the SMS code is out: confirm it
     CONFIRMED = "confirmed"
     FAILED = "failed"  # the code expired or was locked: start a new binding
+    EXPIRED = "expired"  # never confirmed in time: its sealed elements are erased
+
+
+# The channel's SMS code lives 5 minutes; a binding is kept three times that, so a confirmation
+# sent as the code ran out still finds it, then expires and its sealed card data is erased.
+BINDING_TTL = timedelta(minutes=15)
+
+
+def binding_expired(created_at: datetime, now: datetime) -> bool:
+    return now >= created_at + BINDING_TTL
 
 
 # --- errors (stable codes, published by the API in api/errors.py) --------------------------
@@ -99,11 +112,49 @@ class IssuerLimitExceeded(CardError):
 
 
 class VerificationRequired(CardError):
-    """Above the channel's small-amount exemption a card payment needs the payer's SMS code:
-    the payment is stored, nothing was sent. Send the code (``POST /v1/payments/{id}/sms``),
-    then send the same payment request again with ``verification``."""
+    """Above the channel's small-amount exemption a card payment needs the payer's SMS code or
+    payment password: the payment is stored, nothing was sent. Send the code
+    (``POST /v1/payments/{id}/sms``), then send the same payment request again with
+    ``verification``; or send it again with ``payment_password``."""
 
     code = "VERIFICATION_REQUIRED"
+
+
+class BindingExpired(CardError):
+    """The binding was not confirmed in time (``BINDING_TTL``): its sealed card data is erased;
+    start a new one."""
+
+    code = "BINDING_EXPIRED"
+
+
+class PaymentPasswordNotSet(CardError):
+    code = "PAYMENT_PASSWORD_NOT_SET"
+
+
+class PaymentPasswordWrong(CardError):
+    """``tries_left`` wrong tries before the password locks."""
+
+    code = "PAYMENT_PASSWORD_WRONG"
+
+
+class PaymentPasswordLocked(CardError):
+    """Too many wrong tries in a row: refused, right or wrong, until ``locked_until`` (or a new
+    password is set with a fresh SMS-confirmed binding)."""
+
+    code = "PAYMENT_PASSWORD_LOCKED"
+
+
+class PaymentPasswordWeak(CardError):
+    """One digit repeated or a run of digits (123456, 654321): the first values guessed."""
+
+    code = "PAYMENT_PASSWORD_WEAK"
+
+
+class PaymentPasswordProofInvalid(CardError):
+    """Setting a payment password needs the current one, or a binding of this customer's card
+    confirmed by SMS code in the last ``PROOF_WINDOW`` and not yet used to set it."""
+
+    code = "PAYMENT_PASSWORD_PROOF_INVALID"
 
 
 # --- the elements a payer types ------------------------------------------------------------
@@ -159,6 +210,53 @@ def check_elements(
 def check_sms_code(code: str, field: str = "sms_code") -> None:
     if not SMS_CODE.fullmatch(code):
         raise InvalidCard("an SMS code is digits only", field=field)
+
+
+# --- the payment password --------------------------------------------------------------------
+
+PAYMENT_PASSWORD = re.compile(r"[0-9]{6}")  # a 6-digit PIN, as the wallets' cashiers take it
+MAX_PASSWORD_TRIES = 5  # wrong in a row, then locked
+PASSWORD_LOCK = timedelta(hours=3)
+# How recent the SMS-confirmed binding that proves the payer must be to set a password.
+PROOF_WINDOW = timedelta(minutes=15)
+
+
+def check_payment_password(password: str, field: str = "payment_password") -> None:
+    if not PAYMENT_PASSWORD.fullmatch(password):
+        raise CardError("a payment password is 6 digits", code="VALIDATION_ERROR", field=field)
+
+
+def weak_password(password: str) -> bool:
+    """One digit repeated, or each digit one more (or one less) than the one before."""
+    steps = {(int(b) - int(a)) % 10 for a, b in pairwise(password)}
+    return len(steps) == 1 and steps <= {0, 1, 9}
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordTries:
+    """The lockout state of a payment password: wrong tries in a row, and the lock."""
+
+    failed: int
+    locked_until: datetime | None
+
+    def locked(self, now: datetime) -> bool:
+        return self.locked_until is not None and now < self.locked_until
+
+    def current(self, now: datetime) -> PasswordTries:
+        """A lock that has run out starts the count again."""
+        if self.locked_until is not None and now >= self.locked_until:
+            return PasswordTries(0, None)
+        return self
+
+    def after_wrong(self, now: datetime) -> PasswordTries:
+        failed = self.current(now).failed + 1
+        if failed >= MAX_PASSWORD_TRIES:
+            return PasswordTries(failed, now + PASSWORD_LOCK)
+        return PasswordTries(failed, None)
+
+    @property
+    def tries_left(self) -> int:
+        return max(0, MAX_PASSWORD_TRIES - self.failed)
 
 
 def same_name(a: str, b: str) -> bool:

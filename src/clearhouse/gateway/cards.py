@@ -17,7 +17,13 @@ Paying: a payment names our card id as ``payer_id`` with method ``card``. Routin
 ``Cards.access`` which channels the card is signed on (only those are candidates, within the
 limits their bind answers gave) and checks the issuer's limit across all of them before
 anything is stored; ``CardChannel`` swaps the card id for the chosen channel's token when the
-payment is sent, and asks for the payer's SMS code above the channel's exemption.
+payment is sent, and above the channel's exemption asks for the payer's SMS code or payment
+password (``payment_passwords.py``): a right password is sent as the merchant's own
+verification of the payer, in place of the code.
+
+Bindings never confirmed expire after ``BINDING_TTL`` (``expire_bindings``, run by the serving
+process's workers and by ``clearhouse cards expire-bindings``): the sealed copy of the card's
+elements is erased with them.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import date, datetime
 from functools import partial
@@ -44,14 +50,19 @@ from clearhouse.db.schema import (
     cards,
     customers,
     payment_events,
+    payment_groups,
 )
 from clearhouse.db.schema import payment_attempts as attempts_table
 from clearhouse.db.transaction import run_in_transaction
+from clearhouse.gateway import customers as scope
 from clearhouse.gateway import records
 from clearhouse.gateway.card_model import (
+    BINDING_TTL,
+    BindingExpired,
     BindingNotFound,
     BindingStatus,
     CardAccess,
+    CardError,
     CardNotActive,
     CardNotFound,
     CardRefused,
@@ -65,7 +76,9 @@ from clearhouse.gateway.card_model import (
     SignedLimits,
     VerificationFailed,
     VerificationRequired,
+    binding_expired,
     check_elements,
+    check_payment_password,
     check_sms_code,
     issuer_refusal,
     known_issuer_limits,
@@ -86,8 +99,9 @@ from clearhouse.gateway.channels.quickpay import CardStatus as Answer
 from clearhouse.gateway.channels.quickpay.adapter import QuickpayAdapter
 from clearhouse.gateway.channels.quickpay.protocol import CURRENCY, business_day
 from clearhouse.gateway.channels.registry import Channels
-from clearhouse.gateway.errors import ChannelNotSupported, InvalidTransition
+from clearhouse.gateway.errors import ChannelNotSupported, InvalidTransition, PaymentNotFound
 from clearhouse.gateway.model import AttemptStatus
+from clearhouse.gateway.payment_passwords import PaymentPasswords
 from clearhouse.ids import new_id
 from clearhouse.money import Money
 from clearhouse.sealing import Sealer
@@ -106,6 +120,7 @@ PAN, HOLDER, PHONE, EXPIRY, ELEMENTS = (
 _SMS_REFUSALS = frozenset({"SMS_CODE_WRONG", "SMS_CODE_EXPIRED", "SMS_CODE_LOCKED"})
 _TRY_AGAIN = "SMS_CODE_WRONG"  # the binding stays open; every other refusal ends it
 SMS_SENT = "sms"  # the flow record's kind for a payment's SMS code sent
+PASSWORD_CHECKED = "password"  # ... for a payment password checked (the outcome, never the value)
 
 
 # --- the port: payments name our card id ----------------------------------------------------
@@ -117,15 +132,17 @@ class CardChannel:
     adapter as it is."""
 
     def __init__(self, adapter: QuickpayAdapter, engine: Engine, sms_exempt: int | None) -> None:
-        """``sms_exempt``: payments above it (minor units) need the payer's SMS code."""
+        """``sms_exempt``: payments above it (minor units) need the payer's SMS code or payment
+        password."""
         self.adapter = adapter
         self.name = adapter.name
         self._engine = engine
         self._exempt = sms_exempt
+        self.passwords: PaymentPasswords | None = None  # set by ``Cards``
 
     def pay(self, order: PayOrder) -> ChannelResult:
         if order.method is not PayMethod.CARD or not order.payer_id:
-            return self.adapter.pay(order)  # refused by the adapter, nothing sent
+            return self.adapter.pay(replace(order, payment_password=None))  # refused, not sent
         with self._engine.connect() as conn:
             token = signed_token(conn, order.payer_id, self.name)
             sms_sent = conn.execute(
@@ -138,6 +155,18 @@ class CardChannel:
             # Unbound since routing chose this channel: nothing is sent.
             why = f"card {order.payer_id} is not signed on {self.name}"
             return ChannelResult(ChannelStatus.FAILED, why, error_code="CARD_NOT_SIGNED")
+        if order.payment_password is not None:
+            if order.verification is not None:
+                raise CardError(
+                    "verify with the SMS code or the payment password, not both",
+                    code="VALIDATION_ERROR",
+                    field="payment_password",
+                )
+            # Checked here, before anything is sent: a wrong password leaves the attempt
+            # unsent (CREATED), so the payer may try again, within the password's tries.
+            self._check_password(order, order.payer_id, order.payment_password)
+            sent = replace(order, payer_id=token, payment_password=None, payer_verified=True)
+            return self.adapter.pay(sent)
         if order.verification is not None:
             check_sms_code(order.verification, "verification")
         needs_code = self._exempt is not None and order.amount.amount > self._exempt
@@ -147,20 +176,66 @@ class CardChannel:
             order.verification is not None and sms_sent is None
         ):
             # The attempt stays unsent (CREATED): the same request with the code sends it.
-            with self._engine.connect() as conn:
-                payment_id = conn.execute(
-                    select(attempts_table.c.intent_id).where(
-                        attempts_table.c.id == order.attempt_id
-                    )
-                ).scalar()
-            raise VerificationRequired(
-                f"{self.name} needs the payer's SMS code for this payment: send it, then the "
-                "same request with the code",
-                payment_id=payment_id,
-                attempt_id=order.attempt_id,
-                channel=self.name,
-            )
+            self._verification_required(order)
         return self.adapter.pay(replace(order, payer_id=token))
+
+    def _verification_required(self, order: PayOrder) -> None:
+        assert order.payer_id is not None
+        with self._engine.connect() as conn:
+            attempt = conn.execute(
+                select(attempts_table.c.intent_id, attempts_table.c.group_id).where(
+                    attempts_table.c.id == order.attempt_id
+                )
+            ).one()
+            methods = ["sms"]
+            customer = _card_customer(conn, order.payer_id)
+            if self.passwords is not None and self.passwords.usable(conn, customer):
+                methods.append("payment_password")
+        group = {} if attempt.group_id is None else {"group_id": attempt.group_id}
+        raise VerificationRequired(
+            f"{self.name} needs the payer's SMS code or payment password for this payment: send "
+            "the same request with the password, or send the code, then the request with it",
+            payment_id=attempt.intent_id,
+            **group,
+            attempt_id=order.attempt_id,
+            channel=self.name,
+            methods=methods,
+        )
+
+    def _check_password(self, order: PayOrder, card_id: str, password: str) -> None:
+        """The card's holder's payment password, or raise; the outcome (never the value) goes
+        on the payment's flow record."""
+        check_payment_password(password)
+        if self.passwords is None:
+            raise ChannelNotSupported(f"{self.name} takes no payment password", channel=self.name)
+        with self._engine.connect() as conn:
+            customer = _card_customer(conn, card_id)
+        try:
+            self.passwords.verify(customer, password)
+        except CardError as exc:
+            self._record_check(order.attempt_id, exc.code)
+            raise
+        self._record_check(order.attempt_id, "verified")
+
+    def _record_check(self, attempt_id: str, outcome: str) -> None:
+        assert self.passwords is not None
+        now = self.passwords.clock.now()
+
+        def work(conn: Connection) -> None:
+            intent_id = conn.execute(
+                select(attempts_table.c.intent_id).where(attempts_table.c.id == attempt_id)
+            ).scalar_one()
+            records.record(
+                conn,
+                now,
+                intent_id,
+                PASSWORD_CHECKED,
+                f"payment password {outcome}",
+                attempt_id=attempt_id,
+                status=outcome,
+            )
+
+        run_in_transaction(self._engine, work)
 
     def query(self, attempt_id: str) -> ChannelResult:
         return self.adapter.query(attempt_id)
@@ -195,6 +270,13 @@ def card_ports(engine: Engine, channels: Channels) -> dict[str, CardChannel]:
 
 
 # --- reads and writes inside the caller's transaction ----------------------------------------
+
+
+def _card_customer(conn: Connection, card_id: str) -> str:
+    customer: str = conn.execute(
+        select(cards.c.customer_id).where(cards.c.id == card_id)
+    ).scalar_one()
+    return customer
 
 
 def signed_token(conn: Connection, card_id: str, channel: str) -> str | None:
@@ -310,6 +392,63 @@ def _binding_row(conn: Connection, bind_id: str, lock: bool = False) -> Row[Any]
     return row
 
 
+# What an expired binding keeps: no card data, and why it ended.
+_EXPIRED: dict[str, Any] = {
+    "status": BindingStatus.EXPIRED.value,
+    "error_code": BindingExpired.code,
+    "elements_sealed": None,
+}
+
+
+def _still_open(row: Row[Any]) -> None:
+    """Raise unless the binding waits for its code."""
+    if row.status == BindingStatus.EXPIRED.value:
+        raise BindingExpired(
+            f"binding {row.id} was not confirmed within {BINDING_TTL.seconds // 60} minutes: "
+            "start a new one",
+            binding_id=row.id,
+        )
+    if row.status != BindingStatus.PENDING.value:
+        raise InvalidTransition(
+            f"binding {row.id} ended ({row.error_code}): start a new one", binding_id=row.id
+        )
+
+
+def expire_bindings(engine: Engine, now: datetime, limit: int = 1000) -> int:
+    """Expire the bindings started ``BINDING_TTL`` or more before ``now`` and never confirmed,
+    erasing their sealed card elements. Idempotent; returns how many expired (at most
+    ``limit`` a run: a backlog drains over the next runs)."""
+
+    def work(conn: Connection) -> int:
+        due = list(
+            conn.execute(
+                select(card_bindings.c.id)
+                .where(
+                    card_bindings.c.status == BindingStatus.PENDING.value,
+                    card_bindings.c.created_at <= now - BINDING_TTL,
+                )
+                .order_by(card_bindings.c.created_at)
+                .limit(limit)
+            ).scalars()
+        )
+        if not due:
+            return 0
+        done = conn.execute(
+            update(card_bindings)
+            .where(
+                card_bindings.c.id.in_(due),
+                card_bindings.c.status == BindingStatus.PENDING.value,
+            )
+            .values(_EXPIRED | {"updated_at": now})
+        )
+        return int(done.rowcount)
+
+    expired = run_in_transaction(engine, work)
+    if expired:
+        log.info("%d card binding(s) expired unconfirmed; their sealed elements erased", expired)
+    return expired
+
+
 def _minor(amount: Money | None) -> int | None:
     return None if amount is None else amount.amount
 
@@ -326,10 +465,12 @@ class Cards:
         self.clock = clock
         self.sealer = sealer
         self._pii_key = pii_key
+        self.passwords = PaymentPasswords(engine, clock, sealer)
         self.ports: dict[str, CardChannel] = {}
         for name in channels.names():
             port = channels.get(name).port
             if isinstance(port, CardChannel):
+                port.passwords = self.passwords
                 self.ports[name] = port
 
     def _port(self, channel: str) -> CardChannel:
@@ -351,10 +492,12 @@ class Cards:
         customer_id: str,
         elements: CardElements,
         channel: str = "quickpay",
-        merchant_id: str | None = None,
+        *,
+        merchant_id: str,
     ) -> dict[str, Any]:
         """Check the elements and the holder's identity, then have the channel verify them with
-        the issuer and send its SMS code. Nothing is stored unless the channel accepted."""
+        the issuer and send its SMS code. Nothing is stored unless the channel accepted. A
+        customer outside the merchant's scope is unknown to it (``gateway/customers.py``)."""
         elements = replace(elements, id_number=normalise_id_number(elements.id_number))
         check_elements(
             elements.holder_name,
@@ -365,13 +508,12 @@ class Cards:
             elements.cvv,
         )
         port = self._port(channel)
-        run_in_transaction(
-            self.engine,
-            lambda c: check_identity(
-                c, customer_id, elements.holder_name, elements.id_number, self._pii_key
-            ),
-            readonly=True,
-        )
+
+        def check(c: Connection) -> None:
+            scope.require_customer(c, merchant_id, customer_id)
+            check_identity(c, customer_id, elements.holder_name, elements.id_number, self._pii_key)
+
+        run_in_transaction(self.engine, check, readonly=True)
         challenge = port.adapter.bind_start(elements)
         _accepted(challenge.status, challenge.error_code, channel)
         # What the confirmation needs to make the card; never the CVV, nor the ID number.
@@ -395,7 +537,8 @@ class Cards:
         channel: str,
         id_number: str,
         cvv: str | None = None,
-        merchant_id: str | None = None,
+        *,
+        merchant_id: str,
     ) -> dict[str, Any]:
         """Bind a card we hold on another channel: its elements come from the sealed card, the
         payer gives the ID number again (checked against the identity) and, for a credit card,
@@ -404,6 +547,7 @@ class Cards:
         id_number = normalise_id_number(id_number)
 
         def load(conn: Connection) -> tuple[Row[Any], CardElements]:
+            scope.require_card(conn, merchant_id, card_id)
             row = _card_row(conn, card_id)
             if row.status != CardStatus.ACTIVE.value:
                 raise CardNotActive(f"card {card_id} is unbound", card_id=card_id)
@@ -479,19 +623,26 @@ class Cards:
             self.engine, lambda c: binding_view(_binding_row(c, bind_id)), readonly=True
         )
 
-    def confirm_binding(self, bind_id: str, sms_code: str) -> dict[str, Any]:
+    def confirm_binding(self, bind_id: str, sms_code: str, *, merchant_id: str) -> dict[str, Any]:
         """The payer's SMS code: the channel binds the card and gives its token; the card is
         stored (or, bound before, made active again) and signed on that channel. A confirmation
         already made answers the same card."""
         check_sms_code(sms_code)
-        row = run_in_transaction(self.engine, lambda c: _binding_row(c, bind_id), readonly=True)
+
+        def load(c: Connection) -> Row[Any]:
+            scope.require_binding(c, merchant_id, bind_id)
+            return _binding_row(c, bind_id)
+
+        row = run_in_transaction(self.engine, load, readonly=True)
         if row.status == BindingStatus.CONFIRMED.value:
             return self.card(row.card_id)
-        if row.status == BindingStatus.FAILED.value:
-            raise InvalidTransition(
-                f"binding {bind_id} ended ({row.error_code}): start a new one",
-                binding_id=bind_id,
-            )
+        if row.status == BindingStatus.PENDING.value and binding_expired(
+            row.created_at, self.clock.now()
+        ):
+            # Not left to the purge: a late confirmation finds the binding over, its data gone.
+            run_in_transaction(self.engine, lambda c: self._expire(c, bind_id))
+            row = run_in_transaction(self.engine, lambda c: _binding_row(c, bind_id), readonly=True)
+        _still_open(row)
         bound = self._port(row.channel).adapter.bind_confirm(row.request_id, sms_code)
         if bound.status is Answer.UNKNOWN:
             raise ChannelUnavailable(
@@ -529,10 +680,27 @@ class Cards:
             )
         )
 
+    def _expire(self, conn: Connection, bind_id: str) -> None:
+        conn.execute(
+            update(card_bindings)
+            .where(
+                card_bindings.c.id == bind_id,
+                card_bindings.c.status == BindingStatus.PENDING.value,
+            )
+            .values(_EXPIRED | {"updated_at": self.clock.now()})
+        )
+
+    def expire_bindings(self, now: datetime | None = None) -> int:
+        """See ``expire_bindings``: what the serving process's workers run."""
+        return expire_bindings(self.engine, now or self.clock.now())
+
     def _confirmed(self, conn: Connection, bind_id: str, bound: BoundCard) -> dict[str, Any]:
         row = _binding_row(conn, bind_id, lock=True)
         if row.status == BindingStatus.CONFIRMED.value:
             return card_view(conn, row.card_id)
+        # Expired (its elements erased) while the channel was confirming: nothing to make a
+        # card from; the payer binds again (the channel gives the same token).
+        _still_open(row)
         now = self.clock.now()
         card_id = row.card_id
         if card_id is None:
@@ -635,13 +803,11 @@ class Cards:
     def card(self, card_id: str) -> dict[str, Any]:
         return run_in_transaction(self.engine, lambda c: card_view(c, card_id), readonly=True)
 
-    def list_cards(self, customer_id: str) -> list[dict[str, Any]]:
+    def list_cards(self, customer_id: str, *, merchant_id: str) -> list[dict[str, Any]]:
         """The customer's active cards, oldest first."""
 
         def work(conn: Connection) -> list[dict[str, Any]]:
-            known = conn.execute(select(customers.c.id).where(customers.c.id == customer_id))
-            if known.first() is None:
-                raise CustomerNotFound(f"no customer {customer_id!r}", customer_id=customer_id)
+            scope.require_customer(conn, merchant_id, customer_id)
             ids = conn.execute(
                 select(cards.c.id)
                 .where(
@@ -654,12 +820,13 @@ class Cards:
 
         return run_in_transaction(self.engine, work, readonly=True)
 
-    def unbind(self, card_id: str) -> dict[str, Any]:
+    def unbind(self, card_id: str, *, merchant_id: str) -> dict[str, Any]:
         """Stop the card here first (no new payment may use it), then unbind it at every
         channel it is signed on. A channel that does not answer keeps its signing active:
         ``ChannelUnavailable``, and unbinding again finishes the work."""
 
         def stop(conn: Connection) -> list[tuple[str, str]]:
+            scope.require_card(conn, merchant_id, card_id)
             row = _card_row(conn, card_id, lock=True)
             if row.status == CardStatus.ACTIVE.value:
                 conn.execute(
@@ -712,9 +879,37 @@ class Cards:
         """The payer's SMS code for a card payment that waits for it (its attempt not sent
         yet): for this attempt and amount only. Sending again sends a new code."""
 
-        def load(conn: Connection) -> tuple[records.Attempt, str, Money]:
+        def load(conn: Connection) -> tuple[records.Attempt, records.Intent]:
             intent = records.merchant_intent(conn, merchant_id, payment_id)
-            attempt = records.attempts_of(conn, intent.id)[-1]
+            return records.attempts_of(conn, intent.id)[-1], intent
+
+        return self._send_sms(load, payment_id)
+
+    def send_group_sms(self, merchant_id: str, group_id: str) -> dict[str, Any]:
+        """The same for a combined payment (P11): the code for its one channel attempt, which
+        carries the cart's total."""
+
+        def load(conn: Connection) -> tuple[records.Attempt, records.Intent]:
+            attempt_id = conn.execute(
+                select(attempts_table.c.id)
+                .join(payment_groups, payment_groups.c.id == attempts_table.c.group_id)
+                .where(payment_groups.c.id == group_id, payment_groups.c.merchant_id == merchant_id)
+                .order_by(attempts_table.c.created_at.desc(), attempts_table.c.id.desc())
+            ).scalar()
+            attempt = None if attempt_id is None else records.attempt(conn, attempt_id)
+            if attempt is None:
+                raise PaymentNotFound(f"no payment group {group_id!r}", payment_id=group_id)
+            return attempt, records.intent(conn, attempt.intent_id)
+
+        return self._send_sms(load, None)
+
+    def _send_sms(
+        self,
+        load_attempt: Callable[[Connection], tuple[records.Attempt, records.Intent]],
+        payment_id: str | None,
+    ) -> dict[str, Any]:
+        def load(conn: Connection) -> tuple[records.Attempt, str, Money]:
+            attempt, intent = load_attempt(conn)
             if (
                 attempt.channel not in self.ports
                 or attempt.method != PayMethod.CARD.value
@@ -723,7 +918,7 @@ class Cards:
             ):
                 raise InvalidTransition(
                     "only a card payment waiting for the payer's code can be sent one",
-                    payment_id=payment_id,
+                    payment_id=payment_id or attempt.group_id,
                 )
             token = signed_token(conn, attempt.payer_id, attempt.channel)
             if token is None:
@@ -750,9 +945,12 @@ class Cards:
             ),
         )
         return {
-            "payment_id": payment_id,
+            "payment_id": payment_id or attempt.intent_id,
+            "group_id": attempt.group_id,
             "attempt_id": attempt.id,
             "channel": attempt.channel,
+            "amount": amount.amount,
+            "currency": amount.currency,
             "masked_phone": result.masked_phone,
             "expires_at": None if result.expires_at is None else result.expires_at.isoformat(),
         }
@@ -760,15 +958,23 @@ class Cards:
     # --- routing's questions (inside the transaction that stores the payment) -------------------
 
     def access(
-        self, conn: Connection, card: str | None, names: list[str], amount: Money, now: datetime
+        self,
+        conn: Connection,
+        card: str | None,
+        names: list[str],
+        amount: Money,
+        now: datetime,
+        *,
+        merchant_id: str,
     ) -> CardAccess | None:
         """Where a card payment may go: for one of our cards, the channels it is signed on;
         refused if the card is unbound or the payment would break the issuer's limit (every
         channel together, per the card network's day), else counted against it. None when no
-        channel asked for takes our card ids and the card is not ours."""
+        channel asked for takes our card ids and the card is not ours. A card outside the
+        merchant's scope is not ours to it, whatever it is to others."""
         served = frozenset(n for n in names if n in self.ports)
         row = None
-        if card:
+        if card and scope.card_in_scope(conn, merchant_id, card):
             stmt = select(cards.c.status).where(cards.c.id == card)
             if conn.dialect.name == "postgresql":
                 stmt = stmt.with_for_update()  # one card's payments check its limit in turn

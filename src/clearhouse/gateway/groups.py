@@ -4,12 +4,14 @@ marketplace's sellers, recorded per order and refundable per order.
 Each order is an intent of its own (its merchant, commission, settlement, refunds); the group
 holds them together and one attempt carries their total to the channel. When the channel
 answers, every order moves with it, and the channel's one fee is shared among them by amount.
+A card payment above the channel's small-amount exemption waits for the payer's SMS code or
+payment password, as a single payment does.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -47,6 +49,11 @@ class CombinedRequest:
     expires_at: datetime | None = None
     payer_id: str | None = None
     payer_ref: str | None = None
+    # A card payment above the channel's exemption: the payer's SMS code for the group's one
+    # attempt (``Cards.send_group_sms``) or payment password. As for a single payment, not
+    # part of the digest, never stored, logged or shown.
+    verification: str | None = field(default=None, repr=False)
+    payment_password: str | None = field(default=None, repr=False)
 
     def order_request(self, order: Order) -> PaymentRequest:
         return PaymentRequest(
@@ -90,7 +97,11 @@ class Groups:
             self.engine, lambda c: self._store(c, caller_id, req), retry_integrity=True
         )
         if fresh or self.payments.never_answered(attempt_id):
-            self.payments.send(lead, attempt_id, method, req.payer_id)
+            # A card payment that waits for the payer (VERIFICATION_REQUIRED) is stored with
+            # its attempt unsent: the same request again, with the code or password, sends it.
+            self.payments.send(
+                lead, attempt_id, method, req.payer_id, req.verification, req.payment_password
+            )
         return group
 
     def _store(

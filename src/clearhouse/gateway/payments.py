@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 from clearhouse.clock import Clock
 from clearhouse.db.schema import payment_attempts, payment_events, payment_intents
 from clearhouse.db.transaction import run_in_transaction
+from clearhouse.gateway import customers as scope
 from clearhouse.gateway import legs, records
 from clearhouse.gateway.channels.port import ChannelResult, ChannelStatus, PayMethod, PayOrder
 from clearhouse.gateway.channels.registry import Channels
@@ -91,6 +92,8 @@ class PaymentRequest:
     # digest (a retry with a corrected code is the same order); passed to the channel only,
     # never stored, logged or shown.
     verification: str | None = field(default=None, repr=False)
+    # Or the payer's payment password: the same rules; checked by the card port, never sent on.
+    payment_password: str | None = field(default=None, repr=False)
     purpose: str = ORDER
     payer_account_id: str | None = None  # a top-up's buyer account
 
@@ -168,7 +171,7 @@ class Payments:
         if fresh or self.never_answered(attempt):
             # A retry of a request whose first run died before the channel answered sends the
             # same attempt again: the channel de-duplicates on our reference.
-            self.send(stored, attempt, method, req.payer_id, req.verification)
+            self.send(stored, attempt, method, req.payer_id, req.verification, req.payment_password)
         return self.get(merchant_id, stored.id)
 
     def pay_method(self, channel: str, method: str) -> PayMethod:
@@ -192,6 +195,12 @@ class Payments:
         if found is not None:
             return found, records.attempts_of(conn, found.id)[-1].id, False
         expires_at = self.validate(merchant, req, now)
+        # Accounts the merchant pays from must be its customers' before anything about them is
+        # read (a part that should name none is refused as malformed further on).
+        named = [req.payer_account_id]
+        named += [leg.account_id for leg in req.legs if leg.method is legs.LegMethod.BALANCE]
+        for account_id in dict.fromkeys(a for a in named if a is not None):
+            scope.require_account(conn, merchant_id, account_id)
         if req.purpose != ORDER or req.payer_account_id is not None:
             assert self.topups is not None, "top-ups need the wallet wired"
             self.topups.accept(conn, req, now)
@@ -355,6 +364,7 @@ class Payments:
         method: PayMethod,
         payer_id: str | None,
         verification: str | None = None,
+        payment_password: str | None = None,
     ) -> None:
         attempt = self._attempt(attempt_id)
         channel = self.channels.get(attempt.channel)
@@ -367,6 +377,7 @@ class Payments:
             expires_at=intent.expires_at,
             payer_id=payer_id,
             verification=verification,
+            payment_password=payment_password,
         )
         result = channel.port.pay(order)
         self.router.record_call(channel.port.name, result.status is not ChannelStatus.UNKNOWN)

@@ -16,7 +16,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from clearhouse.clock import Clock
-from clearhouse.db.schema import channel_health, channel_usage, payment_attempts, payment_intents
+from clearhouse.db.schema import (
+    channel_health,
+    channel_usage,
+    payment_attempts,
+    payment_groups,
+    payment_intents,
+)
 from clearhouse.db.schema import routing_decisions as decisions
 from clearhouse.db.transaction import run_in_transaction
 from clearhouse.gateway.card_model import CardAccess
@@ -39,7 +45,14 @@ class CardGate(Protocol):
     """Our card store as routing sees it (``gateway.cards.Cards``)."""
 
     def access(
-        self, conn: Connection, card: str | None, names: list[str], amount: Money, now: datetime
+        self,
+        conn: Connection,
+        card: str | None,
+        names: list[str],
+        amount: Money,
+        now: datetime,
+        *,
+        merchant_id: str,
     ) -> CardAccess | None: ...
 
     def release(self, conn: Connection, card: str, amount: Money, at: datetime) -> None: ...
@@ -81,7 +94,8 @@ class Router:
         now = self.clock.now()
         access = None
         if self.cards is not None and method == PayMethod.CARD.value:
-            access = self.cards.access(conn, card, names, amount, now)
+            taker = _taker(conn, intent_id)
+            access = self.cards.access(conn, card, names, amount, now, merchant_id=taker)
         cands = self.candidates(conn, names, amount, card, now, lock=True, access=access)
         decision = route(cands, method, amount.amount, amount.currency, self.seed, intent_id)
         if decision.chosen is None:
@@ -331,3 +345,18 @@ def _considered(k: Considered) -> dict[str, Any]:
     d["excluded"] = None if k.excluded is None else k.excluded.value
     d["circuit"] = k.circuit.value
     return d
+
+
+def _taker(conn: Connection, intent_id: str) -> str:
+    """The merchant that asked for the payment (a combined payment's marketplace): the cards
+    it may charge are those of its customers."""
+    row = conn.execute(
+        select(payment_intents.c.merchant_id, payment_groups.c.merchant_id.label("marketplace"))
+        .select_from(
+            payment_intents.outerjoin(
+                payment_groups, payment_groups.c.id == payment_intents.c.group_id
+            )
+        )
+        .where(payment_intents.c.id == intent_id)
+    ).one()
+    return str(row.marketplace or row.merchant_id)

@@ -1,6 +1,7 @@
 """Who takes part in the demo's marketplace day: a tea marketplace and one of its sellers
 (CNY), a shop abroad (USD), and buyers with real names, balances and bank cards bound through
 the merchant API (the cards are the card network sandbox's test cards, so the banks know them).
+The buyers are the marketplace's customers: it, and its seller, may act for them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from clearhouse.accounts.model import CustomerKind, KycLevel, Role
 from clearhouse.api.client import MerchantClient
 from clearhouse.bootstrap import App
 from clearhouse.db.transaction import run_in_transaction
+from clearhouse.gateway.customers import enrol
 from clearhouse.gateway.merchants import IssuedKey, Merchant, create_merchant
 from clearhouse.gateway.service import Gateway
 from clearhouse.sandbox.quickpay import TEST_CARDS, CardKind
@@ -69,15 +71,21 @@ def open_merchants(app: App, gateway: Gateway, webhook_url: str) -> Merchants:
     return Merchants(market.id, key, secret, seller.id, shop_key)
 
 
-def open_buyers(app: App, client: MerchantClient, sandboxes: Sandboxes) -> list[Buyer]:
-    """Each buyer opens a balance, then binds their card through the API: the bank checks the
-    elements and texts a code to the registered phone, which the buyer types back. 张三's card
-    is signed on the second acquirer too, so routing has two channels for it."""
+def open_buyers(
+    app: App, client: MerchantClient, sandboxes: Sandboxes, marketplace_id: str
+) -> list[Buyer]:
+    """Each buyer opens a balance with the marketplace (``client`` is its), then binds their
+    card through the API: the bank checks the elements and texts a code to the registered
+    phone, which the buyer types back. 张三's card is signed on the second acquirer too, so
+    routing has two channels for it. The platform has verified the buyers to class II already,
+    so they are opened and enrolled here rather than through ``POST /v1/customers`` (class I)."""
     cards = {card.holder_name: card for card in TEST_CARDS}
     buyers = []
     for holder in BUYER_CARDS:
         card = cards[holder]
-        opened = run_in_transaction(app.engine, partial(_open_buyer, app=app, card=card))
+        opened = run_in_transaction(
+            app.engine, partial(_open_buyer, app=app, card=card, marketplace_id=marketplace_id)
+        )
         card_id = _bind(client, sandboxes, opened.customer_id, card)
         if holder == "张三":
             _sign_on(client, sandboxes, card_id, card, "quickpay_b")
@@ -85,8 +93,8 @@ def open_buyers(app: App, client: MerchantClient, sandboxes: Sandboxes) -> list[
     return buyers
 
 
-def _open_buyer(conn: Connection, *, app: App, card: CatalogueCard) -> Holder:
-    return open_holder(
+def _open_buyer(conn: Connection, *, app: App, card: CatalogueCard, marketplace_id: str) -> Holder:
+    holder = open_holder(
         conn,
         app.chart,
         name=card.holder_name,
@@ -99,6 +107,8 @@ def _open_buyer(conn: Connection, *, app: App, card: CatalogueCard) -> Holder:
         now=app.clock.now(),
         id_number=card.id_number,
     )
+    enrol(conn, marketplace_id, holder.customer_id, app.clock.now())
+    return holder
 
 
 def _bind(

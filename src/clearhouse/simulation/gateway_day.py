@@ -151,7 +151,7 @@ def run_gateway_day(
             # The cards are bound before the faults switch on: set-up is not the story. The
             # platform's capital is in its bank account, from which withdrawals are paid.
             sandboxes.set_faults(FaultPlan(seed))
-            buyers = open_buyers(app, market, sandboxes)
+            buyers = open_buyers(app, market, sandboxes, cast.marketplace_id)
             sandboxes.set_faults(plan)
             app.ledger.post("capital", "9001", "CNY", {"amount": 10_000_000})
             story = _Story(rng, clock, {"market": market, "shop": shop}, sandboxes, gateway, day)

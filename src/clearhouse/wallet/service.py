@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from clearhouse.accounts.model import Role
 from clearhouse.clock import Clock
 from clearhouse.db.transaction import run_in_transaction
+from clearhouse.gateway import customers as scope
 from clearhouse.gateway.payments import Payments
 from clearhouse.ledger import queries
 from clearhouse.ledger.service import Ledger
@@ -35,8 +36,9 @@ class Wallet:
         intent = self.payments.create(merchant_id, req.payment())
         return topup_view(self.payments, intent)
 
-    def balance(self, account_id: str, currency: str) -> dict[str, Any]:
+    def balance(self, merchant_id: str, account_id: str, currency: str) -> dict[str, Any]:
         def read(conn: Any) -> dict[str, Any]:
+            scope.require_account(conn, merchant_id, account_id)
             _customer, fund = kyc.buyer_balance(conn, account_id, currency, active=False)
             found = queries.balance(conn, fund)
             return {

@@ -18,6 +18,7 @@ from clearhouse.accounts.model import LimitKind
 from clearhouse.clock import Clock
 from clearhouse.db.schema import wallet_transfers
 from clearhouse.db.transaction import run_in_transaction
+from clearhouse.gateway import customers as scope
 from clearhouse.gateway.merchants import active_merchant
 from clearhouse.ids import new_id
 from clearhouse.ledger import queries
@@ -98,6 +99,10 @@ class Transfers:
             return transfer_view(found)
         if req.payer_account_id == req.payee_account_id:
             raise SameAccount("a transfer goes to another account")
+        # Both ends must be the merchant's customers: money does not leave a marketplace's
+        # buyers for another's, even to an account whose id is known.
+        scope.require_account(conn, merchant_id, req.payer_account_id)
+        scope.require_account(conn, merchant_id, req.payee_account_id)
         cur = req.amount.currency
         payer, payer_fund = kyc.buyer_balance(conn, req.payer_account_id, cur)
         kyc.buyer_balance(conn, req.payee_account_id, cur)

@@ -33,6 +33,7 @@ from clearhouse.accounts.model import LimitKind
 from clearhouse.clock import Clock
 from clearhouse.db.schema import cards, withdrawal_batches, withdrawal_events, withdrawals
 from clearhouse.db.transaction import run_in_transaction
+from clearhouse.gateway import customers as scope
 from clearhouse.gateway.card_model import CardNotActive, CardNotFound, CardStatus
 from clearhouse.gateway.cards import HOLDER, PAN
 from clearhouse.gateway.merchants import active_merchant
@@ -177,7 +178,10 @@ class Withdrawals:
                     withdrawal_id=found.id,
                 )
             return withdrawal_view(found)
+        scope.require_account(conn, merchant_id, req.account_id)
         customer_id, fund = kyc.buyer_balance(conn, req.account_id, req.amount.currency)
+        # Another marketplace's card is unknown here, not merely someone else's.
+        scope.require_card(conn, merchant_id, req.card_id)
         card = _card(conn, req.card_id)
         if card.customer_id != customer_id:
             raise CardNotOwned("the card is not the balance holder's", card_id=req.card_id)

@@ -45,6 +45,7 @@ class Stack:
     gateway: Gateway
     client: MerchantClient  # a CNY merchant
     usd_client: MerchantClient  # a USD merchant (Stripe, PayPal)
+    merchant_id: str  # the CNY merchant's: the customers ``customer`` opens are its
 
     def pay_and_notify(self, channel: str, attempt_id: str) -> None:
         self.sandboxes.pay(channel, attempt_id)
@@ -135,9 +136,10 @@ def stack(app: App, clock: FixedClock, credentials: SandboxCredentials) -> Itera
         served.callback(gateway.close)
         late.app = create_api(gateway)
         http = served.enter_context(httpx.Client(base_url=api_server.base_url, timeout=10))
-        clients = []
+        clients, merchant_ids = [], []
         for currency in ("CNY", "USD"):
             merchant = add_merchant(app, gateway, currency=currency, name=f"Shop {currency}")
+            merchant_ids.append(merchant.id)
             clients.append(
                 MerchantClient(
                     http,
@@ -146,15 +148,15 @@ def stack(app: App, clock: FixedClock, credentials: SandboxCredentials) -> Itera
                     lambda: clock.now().timestamp(),
                 )
             )
-        yield Stack(app, clock, sandboxes, gateway, clients[0], clients[1])
+        yield Stack(app, clock, sandboxes, gateway, clients[0], clients[1], merchant_ids[0])
 
 
 @pytest.fixture
 def customer(stack: Stack) -> Callable[..., str]:
-    """Opens a real-name customer (KYC class II) whose identity is a test card holder's;
-    ``name`` / ``id_number`` make one whose identity differs from the card's."""
+    """Opens a real-name customer (KYC class II) of the CNY merchant whose identity is a test
+    card holder's; ``name`` / ``id_number`` make one whose identity differs from the card's."""
 
     def make(card: CatalogueCard = DEBIT, **change: Any) -> str:
-        return add_customer(stack.app, card, **change)
+        return add_customer(stack.app, card, merchant_id=stack.merchant_id, **change)
 
     return make

@@ -20,7 +20,7 @@ from clearhouse.gateway.payments import PaymentRequest, mixed_channel_part, mixe
 from clearhouse.gateway.service import Gateway
 from clearhouse.money import Money
 from tests.conftest import Party, open_party, platform_fund
-from tests.gateway_support import MerchantFixture, add_merchant
+from tests.gateway_support import MerchantFixture, add_merchant, enrol
 from tests.integration.gateway.test_payments import count, request, settle_via_notification
 
 
@@ -102,8 +102,9 @@ def test_a_combined_payment_is_idempotent_and_refuses_strangers(
 
 
 @pytest.fixture
-def buyer(app: App) -> Party:
+def buyer(app: App, merchant: MerchantFixture) -> Party:
     party = open_party(app, "buyer", (Role.BUYER_BALANCE,))
+    enrol(app, merchant.id, party.customer_id)
     app.ledger.post("top-up", "4002", "CNY", {"amount": 5_000}, parties={"buyer": party.account_id})
     return party
 

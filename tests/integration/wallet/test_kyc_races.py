@@ -13,6 +13,7 @@ from clearhouse.money import Money
 from clearhouse.wallet.transfers import TransferRequest
 from clearhouse.wallet.withdrawals import WithdrawalRequest
 from tests.conftest import open_party
+from tests.gateway_support import enrol
 from tests.wallet_support import add_buyer, available, fund_reserve, posted, second_account, used
 
 THREADS_PER_KIND = 16
@@ -22,10 +23,11 @@ DAY_LIMIT = 1_000_000
 
 def test_racing_movements_of_one_identity_never_pass_its_limits(app, gateway, merchant):
     fund_reserve(app)
-    alice = add_buyer(app, "alice", balance=2_000_000)
+    alice = add_buyer(app, "alice", merchant_id=merchant.id, balance=2_000_000)
     other = second_account(app, alice, balance=2_000_000)
     accounts = [alice.account_id, other]
     bob = open_party(app, "bob", (Role.BUYER_BALANCE,))
+    enrol(app, merchant.id, bob.customer_id)
     start = threading.Barrier(THREADS_PER_KIND * 2)
     outcomes: Counter[str] = Counter()
     lock = threading.Lock()

@@ -15,6 +15,7 @@ from clearhouse.wallet.errors import WalletError
 from clearhouse.wallet.topups import TopupRequest
 from clearhouse.wallet.transfers import TransferRequest
 from tests.conftest import open_party, platform_fund
+from tests.gateway_support import enrol
 from tests.integration.gateway.test_payments import count, settle_via_notification
 from tests.wallet_support import add_buyer, available, posted, used
 
@@ -38,7 +39,7 @@ def codes(app) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def test_a_topup_through_a_channel_credits_the_buyer_with_4002(app, gateway, channel, merchant):
-    buyer = add_buyer(app, card=None)
+    buyer = add_buyer(app, merchant_id=merchant.id, card=None)
     shown = gateway.wallet.topup(merchant.id, topup(buyer.account_id))
     assert (shown["purpose"], shown["account_id"], shown["status"]) == (
         "topup",
@@ -64,7 +65,7 @@ def test_a_topup_through_a_channel_credits_the_buyer_with_4002(app, gateway, cha
 
 
 def test_a_topup_that_closes_gives_its_kyc_usage_back(app, gateway, channel, merchant):
-    buyer = add_buyer(app, card=None)
+    buyer = add_buyer(app, merchant_id=merchant.id, card=None)
     shown = gateway.wallet.topup(merchant.id, topup(buyer.account_id))
     closed = gateway.payments.close(merchant.id, shown["id"])
     assert closed.status.value == "CLOSED"
@@ -82,7 +83,7 @@ def test_a_topup_that_closes_gives_its_kyc_usage_back(app, gateway, channel, mer
     ],
 )
 def test_bad_topups_store_nothing(app, gateway, channel, merchant, change, code):
-    buyer = add_buyer(app, card=None)
+    buyer = add_buyer(app, merchant_id=merchant.id, card=None)
     fields = {"account_id": buyer.account_id, "amount": 20_000} | change
     with pytest.raises((WalletError, InvalidPayment)) as refused:
         gateway.wallet.topup(merchant.id, topup(str(fields["account_id"]), int(fields["amount"])))
@@ -100,8 +101,8 @@ def transfer(payer: str, payee: str, amount: int = 3_000, ref: str = "t-1") -> T
 
 
 def test_a_transfer_moves_at_once_and_is_idempotent(app, gateway, merchant):
-    alice = add_buyer(app, "alice", balance=10_000, card=None)
-    bob = add_buyer(app, "bob", card=None)
+    alice = add_buyer(app, "alice", merchant_id=merchant.id, balance=10_000, card=None)
+    bob = add_buyer(app, "bob", merchant_id=merchant.id, card=None)
     made = gateway.wallet.transfers.create(merchant.id, transfer(alice.account_id, bob.account_id))
     assert made["status"] == "COMPLETED"
     assert (posted(app, alice), posted(app, bob)) == (7_000, 3_000)
@@ -122,14 +123,16 @@ def test_a_transfer_moves_at_once_and_is_idempotent(app, gateway, merchant):
 
 
 def test_bad_transfers_get_a_code_and_change_nothing(app, gateway, merchant):
-    alice = add_buyer(app, "alice", balance=2_000_000, card=None)
-    bob = add_buyer(app, "bob", card=None)
-    dollars = add_buyer(app, "dollars", card=None, currency="USD")
-    frozen = add_buyer(app, "frozen", card=None)
+    alice = add_buyer(app, "alice", merchant_id=merchant.id, balance=2_000_000, card=None)
+    bob = add_buyer(app, "bob", merchant_id=merchant.id, card=None)
+    dollars = add_buyer(app, "dollars", merchant_id=merchant.id, card=None, currency="USD")
+    frozen = add_buyer(app, "frozen", merchant_id=merchant.id, card=None)
     run_in_transaction(
         app.engine, lambda c: set_fund_account_status(c, frozen.fund_id, Status.FROZEN)
     )
-    weak = add_buyer(app, "weak", balance=5_000, card=None, kyc=KycLevel.UNVERIFIED)
+    weak = add_buyer(
+        app, "weak", merchant_id=merchant.id, balance=5_000, card=None, kyc=KycLevel.UNVERIFIED
+    )
     cases = [
         (transfer(alice.account_id, alice.account_id), "SAME_ACCOUNT"),
         (transfer(alice.account_id, "acc_nobody"), "ACCOUNT_NOT_FOUND"),
@@ -155,9 +158,10 @@ def test_bad_transfers_get_a_code_and_change_nothing(app, gateway, merchant):
 def test_kyc_limits_are_shared_by_every_account_of_one_identity(app, gateway, merchant):
     from tests.wallet_support import second_account
 
-    alice = add_buyer(app, "alice", balance=800_000, card=None)
+    alice = add_buyer(app, "alice", merchant_id=merchant.id, balance=800_000, card=None)
     other = second_account(app, alice, balance=800_000)
     bob = open_party(app, "bob", (Role.BUYER_BALANCE,))
+    enrol(app, merchant.id, bob.customer_id)
     create = gateway.wallet.transfers.create
     create(merchant.id, transfer(alice.account_id, bob.account_id, 600_000, "a"))
     with pytest.raises(WalletError) as refused:

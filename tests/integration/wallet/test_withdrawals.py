@@ -56,7 +56,7 @@ def card_balance(stack, card) -> int:  # type: ignore[no-untyped-def]
 
 def test_a_withdrawal_is_held_then_batched_and_paid(app, merchant):
     fund_reserve(app)
-    buyer = add_buyer(app, balance=100_000)
+    buyer = add_buyer(app, merchant_id=merchant.id, balance=100_000)
     with served_bank(app, {}) as stack:
         wallet = stack.gateway.wallet
         before_card = card_balance(stack, DEBIT)
@@ -86,7 +86,10 @@ def test_a_withdrawal_is_held_then_batched_and_paid(app, merchant):
 def test_one_batch_per_rail_with_count_and_total(app, merchant):
     fund_reserve(app)
     policy = RailPolicy(realtime_max_minor=100_000, large_value_above_minor=500_000)
-    buyers = [add_buyer(app, f"b{i}", balance=1_000_000, kyc=KycLevel.CLASS_III) for i in range(3)]
+    buyers = [
+        add_buyer(app, f"b{i}", merchant_id=merchant.id, balance=1_000_000, kyc=KycLevel.CLASS_III)
+        for i in range(3)
+    ]
     with served_bank(app, {}, policy=policy) as stack:
         withdrawals_ = stack.gateway.wallet.withdrawals
         amounts = [10_000, 20_000, 300_000]  # two real-time, one batch
@@ -107,7 +110,7 @@ def test_a_final_failure_releases_the_hold_and_the_limit_and_tells_the_merchant(
     app, merchant, spoil, code
 ):
     fund_reserve(app)
-    buyer = add_buyer(app, balance=100_000)
+    buyer = add_buyer(app, merchant_id=merchant.id, balance=100_000)
     card = buyer.card_id
     if spoil == "name":
         card = bind_card(app, buyer.customer_id, CAPPED, holder="张三")  # not 赵六's name
@@ -133,7 +136,7 @@ def test_a_final_failure_releases_the_hold_and_the_limit_and_tells_the_merchant(
 
 def test_short_errors_retry_then_suspend_and_an_operator_resumes(app, merchant):
     fund_reserve(app)
-    buyer = add_buyer(app, balance=100_000)
+    buyer = add_buyer(app, merchant_id=merchant.id, balance=100_000)
     with served_bank(app, {}) as stack:
         withdrawals_ = stack.gateway.wallet.withdrawals
         shown = withdrawals_.request(merchant.id, ask(buyer))
@@ -163,7 +166,7 @@ def test_short_errors_retry_then_suspend_and_an_operator_resumes(app, merchant):
 
 def test_an_operator_cancels_a_suspended_withdrawal(app, merchant):
     fund_reserve(app)
-    buyer = add_buyer(app, balance=100_000)
+    buyer = add_buyer(app, merchant_id=merchant.id, balance=100_000)
     with served_bank(app, {}) as stack:
         withdrawals_ = stack.gateway.wallet.withdrawals
         shown = withdrawals_.request(merchant.id, ask(buyer))
@@ -179,7 +182,7 @@ def test_an_operator_cancels_a_suspended_withdrawal(app, merchant):
 
 def test_a_lost_answer_is_resolved_by_a_query_and_never_paid_twice(app, merchant):
     fund_reserve(app)
-    buyer = add_buyer(app, balance=100_000)
+    buyer = add_buyer(app, merchant_id=merchant.id, balance=100_000)
     late = FaultPlan(rates_ppm={Fault.TIMEOUT: 1_000_000})  # every batch's answer comes late
     with served_bank(app, {}, faults=late, timeout=0.3, late_by=1.0) as stack:
         withdrawals_ = stack.gateway.wallet.withdrawals
@@ -208,7 +211,7 @@ def _events(app, withdrawal_id):  # type: ignore[no-untyped-def]
 
 def test_a_batch_the_bank_never_saw_goes_again_under_the_same_id(app, merchant):
     fund_reserve(app)
-    buyer = add_buyer(app, balance=100_000)
+    buyer = add_buyer(app, merchant_id=merchant.id, balance=100_000)
     with served_bank(app, {}) as stack:
         withdrawals_ = stack.gateway.wallet.withdrawals
         shown = withdrawals_.request(merchant.id, ask(buyer))
@@ -230,7 +233,7 @@ def test_a_batch_the_bank_never_saw_goes_again_under_the_same_id(app, merchant):
 def test_large_value_waits_for_business_hours(app, merchant, clock):
     fund_reserve(app)
     policy = RailPolicy(realtime_max_minor=100_000, large_value_above_minor=100_000)
-    buyer = add_buyer(app, balance=1_000_000)
+    buyer = add_buyer(app, merchant_id=merchant.id, balance=1_000_000)
     saturday = datetime(2026, 11, 7, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
     clock.set(saturday)
     with served_bank(app, {}, policy=policy) as stack:
@@ -248,10 +251,11 @@ def test_large_value_waits_for_business_hours(app, merchant, clock):
 
 def test_bad_withdrawals_get_a_code_and_change_nothing(app, merchant):
     fund_reserve(app)
-    buyer = add_buyer(app, balance=100_000)
-    stranger = add_buyer(app, "stranger", card=CAPPED)
+    buyer = add_buyer(app, merchant_id=merchant.id, balance=100_000)
+    stranger = add_buyer(app, "stranger", merchant_id=merchant.id, card=CAPPED)
     unbound = bind_card(app, buyer.customer_id, CAPPED, status="unbound")
-    weak = add_buyer(app, "weak", balance=100_000, kyc=KycLevel.CLASS_I)  # no withdrawals
+    # Class I may not withdraw at all.
+    weak = add_buyer(app, "weak", merchant_id=merchant.id, balance=100_000, kyc=KycLevel.CLASS_I)
     with served_bank(app, {}) as stack:
         withdrawals_ = stack.gateway.wallet.withdrawals
         cases = [
@@ -276,7 +280,7 @@ def test_bad_withdrawals_get_a_code_and_change_nothing(app, merchant):
         assert available(app, buyer) == 100_000
         assert used(app, buyer.customer_id, LimitKind.WITHDRAWAL) == 0
         # Above the limit (class II: 10,000.00 a day) with the money there.
-        rich = add_buyer(app, "rich", balance=2_000_000, card=DEBIT)
+        rich = add_buyer(app, "rich", merchant_id=merchant.id, balance=2_000_000, card=DEBIT)
         with pytest.raises(WalletError) as refused:
             withdrawals_.request(merchant.id, ask(rich, amount=1_000_001))
         assert refused.value.code == "KYC_LIMIT_EXCEEDED"
@@ -286,7 +290,8 @@ def test_bad_withdrawals_get_a_code_and_change_nothing(app, merchant):
 
 
 def test_an_empty_bank_reserve_is_not_the_buyers_fault(app, merchant):
-    buyer = add_buyer(app, balance=100_000)  # the platform has no money at the bank
+    # The platform has no money at the bank.
+    buyer = add_buyer(app, merchant_id=merchant.id, balance=100_000)
     reserve = platform_fund(app, Role.BANK_RESERVE, "icbc")
     with served_bank(app, {}) as stack:
         with pytest.raises(WalletError) as refused:

@@ -45,6 +45,11 @@ class PayOrder:
     payer_id: str | None = None  # the payer's id at the channel (openid), for JSAPI
     # The payer's one-time code (a card payment's SMS code): used once, never kept or shown.
     verification: str | None = field(default=None, repr=False)
+    # The payer's payment password: checked by the gateway's card port, never sent to a
+    # channel, kept or shown. Once it is right, the port sends the order ``payer_verified``
+    # (the merchant verified the payer itself, in place of the channel's SMS code).
+    payment_password: str | None = field(default=None, repr=False)
+    payer_verified: bool = False
 
 
 @dataclass(frozen=True, slots=True)

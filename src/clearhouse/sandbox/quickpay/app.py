@@ -282,6 +282,7 @@ class QuickpaySandbox:
             back_url,
             qp.parse_time(params["txnTime"]),
             qp.parse_time(timeout) if timeout else None,
+            merchant_verified=params.get("authMethod") == qp.AUTH_MERCHANT_PASSWORD,
         )
         return {"queryId": txn.query_id, "txnAmt": qp.format_fen(txn.amount)}
 

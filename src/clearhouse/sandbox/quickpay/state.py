@@ -303,9 +303,11 @@ class QuickpayState:
         notify_url: str,
         txn_time: datetime,
         pay_timeout: datetime | None,
+        merchant_verified: bool = False,
     ) -> Txn:
         """Accept a consumption (or refuse it with a code); the issuer's answer is the result
-        that the query and the notification report."""
+        that the query and the notification report. ``merchant_verified``: the merchant
+        verified the payer itself (its payment password), which stands in for the SMS code."""
         existing = self.txns.get(order_id)
         if existing is not None:
             same = (existing.txn_type, existing.token, existing.amount) == (
@@ -331,7 +333,7 @@ class QuickpayState:
             if sms is None or (sms.token, sms.amount) != (token, amount):
                 raise Refusal(SMS_REQUIRED)  # no code was sent for this order and amount
             sms.challenge.check(sms_code, now)
-        elif amount > self.sms_exempt:
+        elif amount > self.sms_exempt and not merchant_verified:
             raise Refusal(SMS_REQUIRED)
         txn = Txn(
             order_id,

@@ -9,12 +9,16 @@ the approval URL the payer is sent to; money moves only when the order is captur
 making a second order, capture or refund.
 
 Finding an order again. PayPal cannot look an order up by our reference: the order id comes
-only in the create answer. The adapter keeps attempt id -> order id in ``order_ids`` (a mapping
-the caller may back with durable storage: it is the ``channel_txn_id`` of ``pay``'s ``PENDING``
-answer). When it is missing because the create answer was lost, the adapter replays the create
-call with the same body and ``PayPal-Request-Id``, which PayPal answers with the order it made
-the first time (its documented idempotency, kept 6 hours by default). Without either, ``query``
-is ``UNKNOWN``/``ORDER_ID_UNKNOWN``.
+only in the create answer. The adapter keeps attempt id -> order id in memory (``order_ids``),
+and reads it back from what the gateway stored otherwise (after a restart, or in another
+worker): the attempt's ``credential`` is the approval link of ``pay``'s ``PENDING`` answer,
+which carries the order id as its ``token`` (``stored_link``, given by the gateway's wiring).
+The attempt's ``channel_txn_id`` does not serve: it becomes the capture's id once paid, and
+refunds need the order. When neither is there because the create answer was lost, the adapter
+replays the create call with the same body and ``PayPal-Request-Id``, which PayPal answers with
+the order it made the first time (its documented idempotency, kept 6 hours by default); that
+needs the body this process sent. Without any of them, ``query`` is
+``UNKNOWN``/``ORDER_ID_UNKNOWN``: the payer never got a link, so no money can have moved.
 
 How PayPal's answers map, where it is not obvious:
 
@@ -34,7 +38,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -86,6 +90,9 @@ _REFUND_STATES = {
 _NOT_FINAL = {"ORDER_COMPLETION_IN_PROGRESS", "PREVIOUS_REQUEST_IN_PROGRESS", "INTERNAL_ERROR"}
 _TOKEN_MARGIN = timedelta(minutes=5)  # renew a token this long before PayPal expires it
 
+# The approval link the gateway stored for an attempt (its ``credential``), or None.
+StoredLink = Callable[[str], str | None]
+
 
 class ReportUnavailable(ClearhouseError):
     """A settlement report could not be fetched (``details["reason"]`` says why)."""
@@ -116,14 +123,17 @@ class PaypalAdapter(transport.HttpAdapter):
         client: httpx.Client | None = None,
         order_ids: MutableMapping[str, str] | None = None,
         notification_tolerance: timedelta = timedelta(minutes=5),
+        stored_link: StoredLink | None = None,
     ) -> None:
         """``clock`` times tokens and checks notifications' transmission times (within
-        ``notification_tolerance``); ``order_ids``: attempt id -> PayPal order id."""
+        ``notification_tolerance``); ``order_ids``: attempt id -> PayPal order id;
+        ``stored_link``: where an order id this process did not see is read back from."""
         self._creds = credentials.merchant_view()
         self._clock = clock or SystemClock()
         self._base = urlsplit(base_url)
         super().__init__(client, timeout, base_url)
         self._order_ids: MutableMapping[str, str] = {} if order_ids is None else order_ids
+        self.stored_link = stored_link
         self._tolerance = notification_tolerance
         self._creates: dict[str, dict[str, Any]] = {}  # create bodies, to replay a lost answer
         self._closed: set[str] = set()
@@ -171,8 +181,18 @@ class PaypalAdapter(transport.HttpAdapter):
             return self._payment_refusal(reply)
         return self._order_result(reply, attempt_id)
 
+    def _order_id(self, attempt_id: str) -> str | None:
+        """The attempt's order id: known to this process, or read from the stored link."""
+        found = self._order_ids.get(attempt_id)
+        if found is None and self.stored_link is not None:
+            link = self.stored_link(attempt_id)
+            found = None if link is None else protocol.order_id_from_link(link)
+            if found is not None:
+                self._order_ids[attempt_id] = found
+        return found
+
     def query(self, attempt_id: str) -> ChannelResult:
-        order_id = self._order_ids.get(attempt_id)
+        order_id = self._order_id(attempt_id)
         if order_id is None:
             body = self._creates.get(attempt_id)
             if body is None:
@@ -219,7 +239,7 @@ class PaypalAdapter(transport.HttpAdapter):
 
     def close(self, attempt_id: str) -> ChannelResult:
         self._closed.add(attempt_id)  # first: a query racing this close must not capture
-        order_id = self._order_ids.get(attempt_id)
+        order_id = self._order_id(attempt_id)
         if order_id is None:
             why = "no order known: nothing can be captured under this attempt"
             return ChannelResult(ChannelStatus.CLOSED, why, error_code="ORDER_ID_UNKNOWN")
@@ -315,7 +335,7 @@ class PaypalAdapter(transport.HttpAdapter):
 
     def _order_for_refunds(self, attempt_id: str) -> dict[str, Any] | RefundResult:
         """The purchase unit of the attempt's order, as PayPal shows it now."""
-        order_id = self._order_ids.get(attempt_id)
+        order_id = self._order_id(attempt_id)
         if order_id is None:
             why = "no PayPal order id is known for this attempt"
             return RefundResult(ChannelStatus.UNKNOWN, why, error_code="ORDER_ID_UNKNOWN")

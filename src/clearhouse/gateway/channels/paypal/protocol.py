@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import zlib
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -55,6 +57,8 @@ ERROR_NAMES = {
     500: "INTERNAL_SERVER_ERROR",
 }
 _ID_ALPHABET = "0123456789ABCDEFGHJKLMNPRSTUVWXY"
+# What an order id may look like: it goes into a URL path, so nothing else is taken from a link.
+_ORDER_ID = re.compile(r"[0-9A-Za-z-]{1,64}")
 _CERT_VALIDITY = timedelta(days=365 * 3)
 
 
@@ -65,6 +69,15 @@ class BadAmount(ValueError):
 def paypal_id(length: int = 17) -> str:
     """An id in PayPal's style (orders, captures, refunds, payers): uppercase alphanumerics."""
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
+
+
+def order_id_from_link(url: str) -> str | None:
+    """The order id an approval link carries (``.../checkoutnow?token=<order id>``, for both
+    its ``approve`` and ``payer-action`` forms), or None if it carries none."""
+    tokens = parse_qs(urlsplit(url).query).get("token", [])
+    if len(tokens) != 1 or not _ORDER_ID.fullmatch(tokens[0]):
+        return None
+    return tokens[0]
 
 
 @dataclass(frozen=True, slots=True)

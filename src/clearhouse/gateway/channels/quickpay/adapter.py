@@ -214,7 +214,8 @@ class QuickpayAdapter(transport.HttpAdapter):
     def pay(self, order: PayOrder) -> ChannelResult:
         """A consumption of a bound card (``order.payer_id`` is the token). Above the channel's
         small-amount exemption ``order.verification`` must be the code from ``send_pay_sms``
-        for this attempt and amount; within it no code is needed (one sent anyway must be
+        for this attempt and amount, or ``order.payer_verified`` (the merchant verified the
+        payer's payment password); within it no code is needed (one sent anyway must be
         right)."""
         if order.amount.currency != qp.CURRENCY:
             why = f"quick pay settles CNY, not {order.amount.currency}"
@@ -235,6 +236,8 @@ class QuickpayAdapter(transport.HttpAdapter):
             fields["customerInfo"] = qp.pack_customer_info(
                 {"smsCode": order.verification}, {}, self._creds.encrypt_public_key_pem
             )
+        elif order.payer_verified:
+            fields["authMethod"] = qp.AUTH_MERCHANT_PASSWORD
         try:
             reply = self._call(qp.BACK_TRANS_PATH, qp.CONSUME, fields)
         except NoAnswer as exc:
