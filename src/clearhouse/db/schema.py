@@ -696,3 +696,78 @@ statement_files = Table(
     Column("imported_at", Instant, nullable=False),
     Index("ix_statement_files_day", "source", "business_date"),
 )
+
+# --- reconciliation runs and their differences ------------------------------------------------
+
+recon_batches = Table(
+    "recon_batches",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("channel", String(16), nullable=False),
+    Column("business_date", Date, nullable=False),
+    # sha256 over what the run read (current statement files, our records, the configuration):
+    # a run over the same inputs is the same batch, and answers with it.
+    Column("inputs_digest", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # done | failed
+    # Counts and sums of both sides per currency, and differences per type (JSON).
+    Column("totals", Text, nullable=False),
+    Column("counts", Text, nullable=False),
+    Column("run_by", String(64), nullable=False),
+    Column("started_at", Instant, nullable=False),
+    Column("finished_at", Instant, nullable=True),
+    # A later run of the same channel and day over other inputs replaces this one.
+    Column("superseded_by", String(40), nullable=True),
+    UniqueConstraint("channel", "business_date", "inputs_digest"),
+    Index("ix_recon_batches_day", "channel", "business_date"),
+)
+
+recon_differences = Table(
+    "recon_differences",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("channel", String(16), nullable=False),
+    # Stable across runs: digest of channel, type and both sides' references, so the same
+    # difference found again is the same row (its age counts from the first sighting).
+    Column("key", String(64), nullable=False),
+    Column("type", String(24), nullable=False),  # a DifferenceType
+    Column("business_date", Date, nullable=False),  # of the run that first found it
+    # open (in review) | carried (short, waiting for the next days' bills) | resolved
+    Column("status", String(16), nullable=False),
+    Column("resolution", String(32), nullable=True),  # how it was closed: rule or action
+    Column("currency", String(3), nullable=False),
+    # What the difference is worth, signed as the channel's view minus ours (minor units).
+    Column("amount", BigAmount, nullable=False),
+    Column("channel_txn_id", String(64), nullable=True),
+    Column("merchant_ref", String(64), nullable=True),
+    Column("attempt_id", String(40), nullable=True),
+    Column("refund_id", String(40), nullable=True),
+    Column("intent_id", String(40), nullable=True),
+    Column("payout_id", String(64), nullable=True),
+    Column("evidence", Text, nullable=False),  # both records as the run saw them (JSON)
+    Column("alert", Boolean, nullable=False),  # above the review threshold
+    Column("first_batch_id", String(40), ForeignKey("recon_batches.id"), nullable=False),
+    Column("last_batch_id", String(40), ForeignKey("recon_batches.id"), nullable=False),
+    Column("suspense_entry_id", BigInteger, nullable=True),  # parked in suspense while open
+    Column("first_seen_at", Instant, nullable=False),
+    Column("resolved_at", Instant, nullable=True),
+    UniqueConstraint("channel", "key"),
+    Index("ix_recon_differences_open", "status", "channel"),
+)
+
+recon_actions = Table(
+    "recon_actions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column(
+        "difference_id", String(40), ForeignKey("recon_differences.id"), nullable=True, index=True
+    ),
+    Column("batch_id", String(40), ForeignKey("recon_batches.id"), nullable=True),
+    # auto rules (mark_paid, refund, carry, resolve_carried, break) and manual actions
+    # (confirm, write_off, adjust, rerun)
+    Column("action", String(24), nullable=False),
+    Column("actor", String(64), nullable=False),  # "system" for the rules
+    Column("reason", Text, nullable=False),
+    Column("evidence", Text, nullable=False),  # JSON
+    Column("entry_id", BigInteger, nullable=True),  # the ledger entry the action posted, if any
+    Column("at", Instant, nullable=False),
+)
