@@ -31,6 +31,9 @@ class Settings:
     channels_file: str | None = None
     # Where the sandboxes keep their keys (test mode: generated on first use, kept after).
     sandbox_dir: str = ".clearhouse-sandbox"
+    # The reconciliation store: imported statements' lines as Parquet (their register is in the
+    # database, which must point at the same store).
+    recon_dir: str = ".clearhouse-recon"
 
     @property
     def ledger_zone(self) -> ZoneInfo:
@@ -48,6 +51,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         if env.get("CLEARHOUSE_PUBLIC_URL")
         else None,
         sandbox_dir=env.get("CLEARHOUSE_SANDBOX_DIR", ".clearhouse-sandbox"),
+        recon_dir=env.get("CLEARHOUSE_RECON_DIR", ".clearhouse-recon"),
         channels_file=env.get("CLEARHOUSE_CHANNELS_FILE") or None,
     )
     try:

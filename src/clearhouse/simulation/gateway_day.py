@@ -15,7 +15,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -84,6 +84,16 @@ class GatewayDay:
     movements: Counter[str] = field(default_factory=Counter)  # top-ups, transfers, withdrawals
 
 
+@dataclass(frozen=True)
+class DayStack:
+    """What is still up when the day's story is over: the sandboxes (serving their bills), the
+    gateway and the channels document that reaches them."""
+
+    sandboxes: Sandboxes
+    gateway: Gateway
+    document: dict[str, Any]
+
+
 class _Receiver:
     """The merchant's webhook endpoint: keeps what arrives and checks its signature."""
 
@@ -108,7 +118,7 @@ class _Receiver:
 @contextmanager
 def _stack(
     app: App, clock: FixedClock, plan: FaultPlan, receiver: _Receiver
-) -> Iterator[tuple[Sandboxes, Gateway, ServedApp, ServedApp]]:
+) -> Iterator[tuple[Sandboxes, Gateway, ServedApp, ServedApp, dict[str, Any]]]:
     sandboxes = Sandboxes(
         SandboxCredentials.generate(), clock, plan, timeout_delay_s=SANDBOX_SLOW_ANSWER_S
     )
@@ -127,12 +137,19 @@ def _stack(
         gateway = gateway_for(app, ports, api.base_url, bank=bank)
         late.app = create_api(gateway)
         stack.callback(gateway.close)
-        yield sandboxes, gateway, api, hooks
+        yield sandboxes, gateway, api, hooks, document
 
 
 def run_gateway_day(
-    app: App, clock: FixedClock, *, payments: int = 48, seed: int = 7
+    app: App,
+    clock: FixedClock,
+    *,
+    payments: int = 48,
+    seed: int = 7,
+    after: Callable[[DayStack], None] | None = None,
 ) -> GatewayDay:
+    """Play the day. ``after`` runs once the story is told, with the sandboxes still serving
+    (the next days' reconciliation pulls their bills)."""
     rng = random.Random(seed)
     plan = FaultPlan(seed, dict(DEMO_FAULTS))
     opening = clock.now()
@@ -140,7 +157,7 @@ def run_gateway_day(
     receiver = _Receiver(clock)
     millis = lambda: int(clock.now().timestamp() * 1000)  # noqa: E731
     with ids.seeded(seed, millis), _stack(app, clock, plan, receiver) as stack:
-        sandboxes, gateway, api, hooks = stack
+        sandboxes, gateway, api, hooks, document = stack
         cast = open_merchants(app, gateway, f"{hooks.base_url}/hooks")
         receiver.secret = cast.marketplace_webhook_secret.encode()
         with httpx.Client(base_url=api.base_url, timeout=10) as http:
@@ -173,6 +190,8 @@ def run_gateway_day(
         for name, notifier in sandboxes.notifiers.items():
             day.notifications[name] = Counter(log.outcome.split(":")[0] for log in notifier.log)
         day.webhooks_received, day.webhooks_verified = receiver.received, receiver.verified
+        if after is not None:
+            after(DayStack(sandboxes, gateway, document))
     with app.engine.connect() as conn:
         day.paid_entries = int(
             conn.execute(
