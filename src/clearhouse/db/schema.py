@@ -20,7 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from clearhouse.db.types import BigAmount, BigId, Instant
+from clearhouse.db.types import BigAmount, BigId, Instant, Rate
 
 metadata = MetaData(
     naming_convention={
@@ -360,6 +360,10 @@ payment_attempts = Table(
     # The poller's schedule: NULL once the attempt is final.
     Column("next_poll_at", Instant, nullable=True, index=True),
     Column("polls", Integer, nullable=False),
+    # The channel converted the payment into another currency at this rate: units of its
+    # settlement currency per unit of ours, as it reported when the payment was confirmed.
+    # Reconciliation checks the converted amount on its statement against it (FX_DIFFERENCE).
+    Column("fx_rate", Rate, nullable=True),
 )
 
 # The parts of a mixed payment (P12) that are not its channel attempt: the payer's balance and

@@ -447,6 +447,18 @@ class Payments:
                 attempt_id=attempt_id,
             )
             target = attempt.status
+        if (
+            result.fx_rate is not None
+            and result.amount == asked
+            and AttemptStatus.SUCCEEDED in (target, attempt.status)
+        ):
+            # The rate the channel converted at, from the first answer that carries one
+            # (a notification may confirm the payment before the answer that has the rate).
+            conn.execute(
+                update(payment_attempts)
+                .where(payment_attempts.c.id == attempt_id, payment_attempts.c.fx_rate.is_(None))
+                .values(fx_rate=result.fx_rate)
+            )
         if target is attempt.status:
             return False
         values: dict[str, Any] = {

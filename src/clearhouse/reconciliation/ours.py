@@ -183,6 +183,7 @@ def _payments(channel: str, window: tuple[int, int], *, grouped: bool) -> Select
             a.c.intent_id,
             a.c.channel_txn_id,
             a.c.status,
+            a.c.fx_rate,
             func.coalesce(a.c.amount, i.c.amount).label("amount"),
             _micros(a.c.created_at).label("created_at"),
             _micros(a.c.updated_at).label("updated_at"),
@@ -205,6 +206,7 @@ def _payments(channel: str, window: tuple[int, int], *, grouped: bool) -> Select
             a.c.intent_id,
             a.c.channel_txn_id,
             a.c.status,
+            a.c.fx_rate,
             a.c.amount,
             i.c.amount,
             a.c.created_at,
@@ -239,6 +241,7 @@ def _payments(channel: str, window: tuple[int, int], *, grouped: bool) -> Select
             null().label("parent_amount"),
             null().label("refunded_before"),
             inner.c.succeeded_attempt_id.label("paid_by_attempt_id"),
+            inner.c.fx_rate,
             inner.c.created_at,
             confirmed_at.label("confirmed_at"),
         )
@@ -308,6 +311,9 @@ def _refunds(channel: str, window: tuple[int, int]) -> Select[Any]:
             func.coalesce(a.c.amount, i.c.amount).label("parent_amount"),
             h.c.refunded_before,
             null().label("paid_by_attempt_id"),
+            # A refund of a converted payment is converted too: at the rate we recorded for
+            # the payment (the only one we have).
+            a.c.fx_rate,
             h.c.created_at,
             case((h.c.status == _SUCCEEDED, h.c.updated_at)).label("confirmed_at"),
         )
@@ -325,7 +331,7 @@ def _batch(rows: Sequence[Any], channel: str, zone: str) -> pa.RecordBatch:
     assert rows, "a partition is never empty"
     cols = list(zip(*rows, strict=True))
     (kind, ref, attempt, refund, intent, order, txn, refund_txn, status, currency) = cols[:10]
-    (amount, fee, parent, before, paid_by, created, confirmed) = cols[10:]
+    (amount, fee, parent, before, paid_by, fx_rate, created, confirmed) = cols[10:]
     created_at = _timestamps(created)
     confirmed_at = _timestamps(confirmed)
     day_of = pc.coalesce(confirmed_at, created_at).cast(pa.timestamp("us", tz=zone))
@@ -348,7 +354,7 @@ def _batch(rows: Sequence[Any], channel: str, zone: str) -> pa.RecordBatch:
         pa.array([None if v is None else int(v) for v in parent], pa.int64()),
         pa.array([None if v is None else int(v) for v in before], pa.int64()),
         pa.array(paid_by, pa.string()),
-        pa.nulls(len(rows), pa.decimal128(38, 12)),  # we record no conversion on payments yet
+        pa.array(fx_rate, pa.decimal128(38, 12)),  # Decimal values (or None) from Rate
         created_at,
         confirmed_at,
         business_date,

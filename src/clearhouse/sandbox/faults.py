@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
 
 
@@ -22,6 +23,10 @@ class Fault(StrEnum):
     WRONG_FEE = "wrong_fee"  # the channel charges one minor unit more than its schedule
     DUPLICATE_PAYMENT = "duplicate_payment"  # the payer pays the same order twice
     BANK_BUSY = "bank_busy"  # the payout bank refuses an item for now (a short error)
+    # Reconciliation faults: what the channel's bill says differs from what it told us.
+    BILL_AMOUNT = "bill_amount"  # the payer was charged another amount than the order's
+    BILL_STATUS = "bill_status"  # confirmed to us, listed as reversed in the bill
+    FX_RATE_DRIFT = "fx_rate_drift"  # settled at another rate than the one it confirmed
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,16 @@ class FaultPlan:
 
 
 NO_FAULTS = FaultPlan()
+
+# How far FX_RATE_DRIFT moves a rate: 2 %, enough to shift any converted amount above a few
+# minor units by more than the one unit of rounding reconciliation allows.
+RATE_DRIFT = Decimal("1.02")
+
+
+def billed_amount(amount: int) -> int:
+    """What the channel charged the payer under BILL_AMOUNT, in minor units: one percent off
+    the order (a discount the merchant never agreed to), at least one unit, never zero."""
+    return amount - max(1, amount // 100) if amount > 1 else amount + 1
 
 
 class FirstTimeouts:

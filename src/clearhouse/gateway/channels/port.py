@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
 
@@ -63,6 +64,9 @@ class ChannelResult:
     paid_at: datetime | None = None
     credential: str | None = None  # what the payer needs: code_url, prepay_id, cashier URL
     error_code: str | None = None  # the channel's code, or TIMEOUT / NETWORK / BAD_RESPONSE
+    # When the channel settles in another currency than the charge: the rate it converted at,
+    # in units of the settlement currency per unit of the charge's (Stripe's exchange_rate).
+    fx_rate: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from clearhouse.gateway.channels.alipay.protocol import (
     sign_notification,
 )
 from clearhouse.money import Money
-from clearhouse.sandbox.faults import NO_FAULTS, Fault, FaultPlan
+from clearhouse.sandbox.faults import NO_FAULTS, Fault, FaultPlan, billed_amount
 from clearhouse.sandbox.notifier import Notifier
 
 # Alipay retries an unacknowledged notification 7 more times, at these intervals (about 25 h in
@@ -188,19 +188,24 @@ class AlipayState:
                 # Completes just after the Beijing midnight that ends the business day.
                 next_day = business_day(now) + timedelta(days=1)
                 now = datetime.combine(next_day, time(0, 0, 5), BEIJING)
-            fee = self.fee.fee(trade.total)
+            # The bill shows what the payer was charged: the order's total, but under
+            # BILL_AMOUNT (the notification still says the total); the fee follows it.
+            billed = trade.total
+            if self.faults.hits(Fault.BILL_AMOUNT, out_trade_no):
+                billed = Money(billed_amount(trade.total.amount), CURRENCY)
+            fee = self.fee.fee(billed)
             if self.faults.hits(Fault.WRONG_FEE, out_trade_no):
                 fee = fee + Money(1, CURRENCY)
             trade.scanned = True
             trade.status = "TRADE_SUCCESS"
             trade.paid_at = now
             trade.fee = fee
-            self._record_payment(trade, trade.trade_no, now, fee)
+            self._record_payment(trade, trade.trade_no, now, billed, fee)
             self._notify(trade, self._payment_fields(trade, trade.trade_no))
             if self.faults.hits(Fault.DUPLICATE_PAYMENT, out_trade_no):
                 # The payer paid the order a second time: another trade for the same order.
                 second = self.new_trade_no(now)
-                self._record_payment(trade, second, now, fee)
+                self._record_payment(trade, second, now, trade.total, fee)
                 self._notify(trade, self._payment_fields(trade, second))
             return trade
 
@@ -213,7 +218,9 @@ class AlipayState:
             raise PayerError(f"order {out_trade_no} is {trade.status}", out_trade_no=out_trade_no)
         return trade
 
-    def _record_payment(self, trade: Trade, trade_no: str, at: datetime, fee: Money) -> None:
+    def _record_payment(
+        self, trade: Trade, trade_no: str, at: datetime, amount: Money, fee: Money
+    ) -> None:
         line = BillLine(
             kind="交易",
             trade_no=trade_no,
@@ -222,7 +229,7 @@ class AlipayState:
             created_at=trade.created_at,
             completed_at=at,
             buyer=trade.buyer_logon_id,
-            amount=trade.total,
+            amount=amount,
             fee=-fee,
         )
         self.journal.setdefault(business_day(at), []).append(line)

@@ -27,7 +27,13 @@ from clearhouse.gateway.channels.paypal.protocol import (
     paypal_id,
 )
 from clearhouse.money import Money
-from clearhouse.sandbox.faults import NO_FAULTS, Fault, FaultPlan, FirstTimeouts
+from clearhouse.sandbox.faults import (
+    NO_FAULTS,
+    Fault,
+    FaultPlan,
+    FirstTimeouts,
+    billed_amount,
+)
 from clearhouse.sandbox.notifier import Notifier
 from clearhouse.sandbox.paypal import resources, settlement
 from clearhouse.sandbox.paypal.resources import OPEN, Capture, Order, Refund
@@ -243,7 +249,12 @@ class PaypalSandbox:
                 local_day = now.astimezone(self.report_zone).date()
                 completed = settlement.day_bounds(local_day, self.report_zone)[1]
                 completed += timedelta(seconds=6)
-            fee = self.fee.fee(order.amount)
+            # The report shows what the payer was charged: the order's amount, but under
+            # BILL_AMOUNT (the capture still says the amount); the fee follows it.
+            billed = order.amount
+            if self.faults.hits(Fault.BILL_AMOUNT, subject):
+                billed = Money(billed_amount(billed.amount), billed.currency)
+            fee = self.fee.fee(billed)
             if self.faults.hits(Fault.WRONG_FEE, subject):
                 fee = fee + Money(1, fee.currency)
             capture = Capture(
@@ -261,14 +272,14 @@ class PaypalSandbox:
             order.status, order.capture_id, order.updated_at = "COMPLETED", capture.id, now
             self.remember(f"capture:{order_id}", request_id, body, order.id)
             if capture.status == "COMPLETED":
-                self._journal_capture(order, capture)
+                self._journal_capture(order, capture, billed)
                 event, summary = "PAYMENT.CAPTURE.COMPLETED", "Payment completed"
             else:
                 event, summary = "PAYMENT.CAPTURE.DENIED", "Payment denied"
             self._notify(event, summary, "capture", self.capture_view(capture), subject)
             return self.order_view(order)
 
-    def _journal_capture(self, order: Order, capture: Capture) -> None:
+    def _journal_capture(self, order: Order, capture: Capture, billed: Money) -> None:
         self.journal.append(
             Entry(
                 transaction_id=capture.id,
@@ -278,7 +289,7 @@ class PaypalSandbox:
                 event_code=settlement.CHECKOUT_PAYMENT,
                 initiated_at=order.created_at,
                 completed_at=capture.completed_at,
-                gross=capture.amount,
+                gross=billed,
                 gross_direction=settlement.CREDIT,
                 fee=capture.fee,
                 fee_direction=settlement.DEBIT,

@@ -118,11 +118,11 @@ class _Wire:
             return
         head, rest = parts[0], parts[1:]
         value = node.get(head)
-        if not rest and isinstance(value, str) and value in self.sandbox.objects:
+        if isinstance(value, str) and value in self.sandbox.objects:
+            # ``a.b`` expands ``a`` too, as Stripe does.
             kind = self.sandbox.objects[value]["object"]
-            node[head] = copy.deepcopy(self.sandbox.retrieve(kind, value))
-        else:
-            self._expand(value, rest)
+            node[head] = value = copy.deepcopy(self.sandbox.retrieve(kind, value))
+        self._expand(value, rest)
 
     async def call(
         self, request: Request, operation: str, action: _Action, subject: str | None = None

@@ -11,14 +11,65 @@ Callers hold the sandbox's lock.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
+from clearhouse.money import Money, Rounding, convert
 from clearhouse.sandbox.stripe.events import ApiError, new_id
 from clearhouse.sandbox.stripe.reports import ReportRow
 
 if TYPE_CHECKING:
     from clearhouse.sandbox.stripe.state import StripeSandbox
+
+# The sandbox's market: US dollars per unit of each currency (Stripe's exchange rates move;
+# these stand still, so a run can be replayed). Cross rates go through the dollar.
+USD_PER_UNIT: dict[str, Decimal] = {
+    "USD": Decimal(1),
+    "EUR": Decimal("1.0845"),
+    "GBP": Decimal("1.2713"),
+    "CAD": Decimal("0.7312"),
+    "AUD": Decimal("0.6587"),
+    "CHF": Decimal("1.1298"),
+    "JPY": Decimal("0.006712"),
+    "CNY": Decimal("0.1382"),
+    "HKD": Decimal("0.1281"),
+    "SGD": Decimal("0.7436"),
+}
+RATE_PLACES = Decimal("0.000001")  # Stripe reports exchange_rate to six decimals
+
+
+def exchange_rate(source: str, target: str) -> Decimal:
+    """Units of ``target`` per unit of ``source`` (Stripe's ``exchange_rate``: the amount in
+    ``source`` times it is the amount in ``target``); an unquoted currency is an ApiError."""
+    try:
+        rate = USD_PER_UNIT[source.upper()] / USD_PER_UNIT[target.upper()]
+    except KeyError:
+        raise ApiError(
+            400,
+            "invalid_request_error",
+            f"Conversion from {source} to {target} is not supported.",
+            "currency_conversion_unsupported",
+        ) from None
+    return rate.quantize(RATE_PLACES, rounding=ROUND_HALF_UP)
+
+
+def converted(amount: int, source: str, target: str, rate: Decimal) -> int:
+    """``amount`` minor units of ``source`` in minor units of ``target``, half up."""
+    money = Money(amount, source.upper())
+    return convert(money, target.upper(), rate, Rounding.HALF_UP).target.amount
+
+
+@dataclass(frozen=True, slots=True)
+class Resettlement:
+    """A charge that settles at another rate than the one its balance transaction showed when
+    it was made (FX_RATE_DRIFT): applied when its funds become available."""
+
+    presented: Money  # the charge, in its own currency
+    rate: Decimal  # the rate it settles at
+    extra_fee: int  # WRONG_FEE's unit, kept through the re-conversion
+
 
 _CATEGORY = {
     "charge": "charge",
@@ -33,6 +84,7 @@ class Ledger:
         self._sandbox = sandbox
         self.availability_delay = availability_delay
         self._payout_of: dict[str, str] = {}  # txn id -> the automatic payout that settled it
+        self.resettle: dict[str, Resettlement] = {}  # txn id -> its settlement, once available
 
     def add(
         self,
@@ -43,22 +95,12 @@ class Ledger:
         currency: str,
         created: datetime,
         description: str,
+        exchange_rate: Decimal | None = None,
     ) -> dict[str, Any]:
+        """``exchange_rate``: the charge was in another currency, converted into ``currency``
+        at that rate (written as a JSON number, as Stripe does)."""
         # Charges wait out the settlement delay; debits take effect at once.
         delay = self.availability_delay if kind == "charge" else timedelta(0)
-        fee_details = (
-            [
-                {
-                    "amount": fee,
-                    "application": None,
-                    "currency": currency,
-                    "description": "Stripe processing fees",
-                    "type": "stripe_fee",
-                }
-            ]
-            if fee
-            else []
-        )
         return self._sandbox.store(
             {
                 "id": new_id("txn"),
@@ -68,9 +110,9 @@ class Ledger:
                 "created": int(created.timestamp()),
                 "currency": currency,
                 "description": description,
-                "exchange_rate": None,
+                "exchange_rate": exchange_rate,
                 "fee": fee,
-                "fee_details": fee_details,
+                "fee_details": _fee_details(fee, currency),
                 "net": amount - fee,
                 "reporting_category": _CATEGORY[kind],
                 "source": source,
@@ -81,7 +123,22 @@ class Ledger:
 
     def view(self, txn: dict[str, Any]) -> dict[str, Any]:
         txn["status"] = "available" if self._sandbox.now() >= txn["available_on"] else "pending"
+        if txn["status"] == "available" and txn["id"] in self.resettle:
+            self._settle_at(txn, self.resettle.pop(txn["id"]))
         return txn
+
+    def _settle_at(self, txn: dict[str, Any], how: Resettlement) -> None:
+        """Convert the charge again at the settlement rate: its amount, fee and net move."""
+        currency = txn["currency"]
+        amount = converted(how.presented.amount, how.presented.currency, currency, how.rate)
+        fee = self._sandbox.fee.fee(Money(amount, currency.upper())).amount + how.extra_fee
+        txn.update(
+            amount=amount,
+            fee=fee,
+            fee_details=_fee_details(fee, currency),
+            net=amount - fee,
+            exchange_rate=how.rate,
+        )
 
     def transactions(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Balance transactions newest first, filtered as ``GET /v1/balance_transactions``."""
@@ -257,6 +314,20 @@ class Ledger:
             payment_metadata=dict(intent.get("metadata", {})),
             refund_metadata=dict(refund.get("metadata", {})),
         )
+
+
+def _fee_details(fee: int, currency: str) -> list[dict[str, Any]]:
+    if not fee:
+        return []
+    return [
+        {
+            "amount": fee,
+            "application": None,
+            "currency": currency,
+            "description": "Stripe processing fees",
+            "type": "stripe_fee",
+        }
+    ]
 
 
 def _in_range(value: int, bounds: object) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from clearhouse import fees
@@ -19,10 +20,23 @@ from clearhouse.clock import Clock
 from clearhouse.errors import ClearhouseError
 from clearhouse.gateway.channels.stripe.protocol import StripeCredentials
 from clearhouse.money import Money
-from clearhouse.sandbox.faults import NO_FAULTS, Fault, FaultPlan, FirstTimeouts
+from clearhouse.sandbox.faults import (
+    NO_FAULTS,
+    RATE_DRIFT,
+    Fault,
+    FaultPlan,
+    FirstTimeouts,
+    billed_amount,
+)
 from clearhouse.sandbox.notifier import Notifier
 from clearhouse.sandbox.stripe.events import ApiError, Events, new_id, subject_of
-from clearhouse.sandbox.stripe.ledger import Ledger
+from clearhouse.sandbox.stripe.ledger import (
+    RATE_PLACES,
+    Ledger,
+    Resettlement,
+    converted,
+    exchange_rate,
+)
 
 __all__ = ["ApiError", "StripeSandbox"]
 
@@ -60,11 +74,14 @@ class StripeSandbox:
         webhook_secret: str | None = None,
         availability_delay: timedelta = timedelta(days=2),
         report_timezone: str = "America/Los_Angeles",
+        settlement_currency: str | None = None,
     ) -> None:
         """``auto_pay`` is accepted for symmetry and ignored: a card payment completes when it is
         confirmed. ``webhook_url``: a default endpoint for the events the adapter handles, signed
         with ``webhook_secret`` (the credentials' by default). ``instant_refunds``: a refund
-        succeeds when created; otherwise it stays pending until ``settle_refunds()``."""
+        succeeds when created; otherwise it stays pending until ``settle_refunds()``.
+        ``settlement_currency``: the account's default currency, which charges in another are
+        converted into (``ledger.exchange_rate``); by default each settles in its own."""
         self.credentials = credentials
         self.clock = clock
         self.faults = faults
@@ -74,6 +91,7 @@ class StripeSandbox:
         self.timeout_delay_s = timeout_delay_s
         self.instant_refunds = instant_refunds
         self.report_timezone = report_timezone
+        self.settlement_currency = settlement_currency.lower() if settlement_currency else None
         self.objects: dict[str, dict[str, Any]] = {}
         self.order: dict[str, list[str]] = {}  # object type -> ids, oldest first
         self._lock = threading.RLock()
@@ -247,23 +265,41 @@ class StripeSandbox:
 
     def _capture(self, intent: dict[str, Any], amount: int) -> dict[str, Any]:
         charge = self.get("charge", intent["latest_charge"])
-        subject = subject_of(intent)
-        fee = self.fee.fee(Money(amount, intent["currency"].upper())).amount
-        if self.faults.hits(Fault.WRONG_FEE, subject):
-            fee += 1
+        subject, currency = subject_of(intent), intent["currency"]
+        # The balance shows what the payer was charged: the amount captured, but under
+        # BILL_AMOUNT (the PaymentIntent still says the amount); the fee follows it.
+        billed = billed_amount(amount) if self.faults.hits(Fault.BILL_AMOUNT, subject) else amount
+        settles_in, rate = self._settlement(currency)
+        gross = billed if rate is None else converted(billed, currency, settles_in, rate)
+        extra_fee = 1 if self.faults.hits(Fault.WRONG_FEE, subject) else 0
+        fee = self.fee.fee(Money(gross, settles_in.upper())).amount + extra_fee
         created = self.clock.now()
         if self.faults.hits(Fault.LATE_RESULT, subject):
             # Settles just after the next UTC midnight: in the next day's activity.
             midnight = datetime.combine(created.date() + timedelta(days=1), datetime.min.time())
             created = midnight.replace(tzinfo=created.tzinfo) + timedelta(seconds=5)
         txn = self.ledger.add(
-            "charge", amount, fee, charge["id"], intent["currency"], created, "Payment"
+            "charge", gross, fee, charge["id"], settles_in, created, "Payment", rate
         )
+        if rate is not None and self.faults.hits(Fault.FX_RATE_DRIFT, subject):
+            # Shown at ``rate`` now; settled at another once the funds are available.
+            drifted = (rate * RATE_DRIFT).quantize(RATE_PLACES, rounding=ROUND_HALF_UP)
+            presented = Money(billed, currency.upper())
+            self.ledger.resettle[txn["id"]] = Resettlement(presented, drifted, extra_fee)
         charge.update(captured=True, amount_captured=amount, balance_transaction=txn["id"])
         intent.update(status="succeeded", amount_received=amount, amount_capturable=0)
         self.events.emit("charge.succeeded", charge)
         self.events.emit("payment_intent.succeeded", intent)
         return intent
+
+    def _settlement(self, currency: str) -> tuple[str, Decimal | None]:
+        """The currency a movement in ``currency`` settles in, and the rate when converted."""
+        target = self.settlement_currency or currency
+        return target, None if target == currency else exchange_rate(currency, target)
+
+    def _settled(self, amount: int, currency: str) -> tuple[int, str, Decimal | None]:
+        target, rate = self._settlement(currency)
+        return (amount if rate is None else converted(amount, currency, target, rate)), target, rate
 
     def cancel_payment_intent(self, pi_id: str, params: Mapping[str, Any]) -> dict[str, Any]:
         with self._lock:
@@ -328,8 +364,9 @@ class StripeSandbox:
             )
             # The balance is debited when the refund is made, pending or not; Stripe keeps
             # the fee of the charge.
+            moved, settles_in, rate = self._settled(amount, charge["currency"])
             txn = self.ledger.add(
-                "refund", -amount, 0, refund["id"], charge["currency"], self.clock.now(), "REFUND"
+                "refund", -moved, 0, refund["id"], settles_in, self.clock.now(), "REFUND", rate
             )
             refund["balance_transaction"] = txn["id"]
             charge["amount_refunded"] += amount
@@ -378,14 +415,16 @@ class StripeSandbox:
         charge = self.get("charge", refund["charge"])
         if failed:
             refund.update(status="failed", failure_reason="expired_or_canceled_card")
+            back = self.get("balance_transaction", refund["balance_transaction"])
             self.ledger.add(
                 "refund_failure",
-                refund["amount"],
+                -back["amount"],
                 0,
                 refund["id"],
-                refund["currency"],
+                back["currency"],
                 self.clock.now(),
                 "Refund failure",
+                back["exchange_rate"],
             )
             charge["amount_refunded"] -= refund["amount"]
             charge["refunded"] = False

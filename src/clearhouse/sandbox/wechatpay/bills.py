@@ -51,6 +51,9 @@ class Entry:
     currency: str = "CNY"
     refund_id: str = ""
     out_refund_no: str = ""
+    # A payment's 交易状态 in the trade bill: SUCCESS, or REVOKED when the channel reversed it
+    # after telling us it succeeded.
+    trade_state: str = "SUCCESS"
 
     def business_day(self) -> date:
         return self.at.astimezone(CHINA_TZ).date()
@@ -97,7 +100,7 @@ def trade_bill(entries: Sequence[Entry], day: date, bill_type: str, rate: Decima
                     e.out_trade_no,
                     e.openid,
                     e.trade_type,
-                    "SUCCESS" if pay else "REFUND",
+                    e.trade_state if pay else "REFUND",
                     "OTHERS",
                     e.currency,
                     yuan(e.amount if pay else 0),

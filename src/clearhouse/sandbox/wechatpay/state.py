@@ -23,7 +23,7 @@ from clearhouse.clock import Clock
 from clearhouse.gateway.channels.wechatpay import protocol
 from clearhouse.gateway.channels.wechatpay.protocol import CHINA_TZ, WechatPayCredentials
 from clearhouse.money import Money
-from clearhouse.sandbox.faults import NO_FAULTS, Fault, FaultPlan, FirstTimeouts
+from clearhouse.sandbox.faults import NO_FAULTS, Fault, FaultPlan, FirstTimeouts, billed_amount
 from clearhouse.sandbox.notifier import Notifier
 from clearhouse.sandbox.wechatpay import bills
 
@@ -72,6 +72,7 @@ class Order:
     transaction_id: str = ""
     success_time: datetime | None = None
     fee: int = 0
+    billed: int = 0  # what the payer was charged: the total, but under BILL_AMOUNT
     refunded: int = 0  # requested so far (processing or done): bounds new refunds
     fee_returned_base: int = 0  # settled refunds so far, for the pro-rata fee share
     extra_transactions: list[str] = field(default_factory=list)  # a duplicate payment's ids
@@ -230,15 +231,23 @@ class WechatPaySandbox:
                 local = now.astimezone(CHINA_TZ)
                 midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time())
                 order.success_time = midnight.replace(tzinfo=CHINA_TZ) + timedelta(seconds=5)
-            order.fee = self.fee.fee(Money(order.total, "CNY")).amount
+            # What the bill shows may differ from what the notification and the query say: the
+            # payer was charged another amount (the fee follows it), or the payment was revoked.
+            order.billed = order.total
+            if faults.hits(Fault.BILL_AMOUNT, out_trade_no):
+                order.billed = billed_amount(order.total)
+            order.fee = self.fee.fee(Money(order.billed, "CNY")).amount
             if faults.hits(Fault.WRONG_FEE, out_trade_no):
                 order.fee += 1
+            state = "REVOKED" if faults.hits(Fault.BILL_STATUS, out_trade_no) else "SUCCESS"
             self._by_transaction[order.transaction_id] = out_trade_no
-            self._journal_payment(order, order.transaction_id, order.success_time)
+            self._journal_payment(order, order.transaction_id, order.success_time, state)
             if faults.hits(Fault.DUPLICATE_PAYMENT, out_trade_no):
                 second = self._new_transaction_id(now)
                 order.extra_transactions.append(second)
-                self._journal_payment(order, second, order.success_time + timedelta(seconds=3))
+                self._journal_payment(
+                    order, second, order.success_time + timedelta(seconds=3), "SUCCESS"
+                )
             view = self._transaction_view(order)
             self._notify(
                 order.notify_url,
@@ -250,10 +259,13 @@ class WechatPaySandbox:
             )
             return view
 
-    def _journal_payment(self, order: Order, transaction_id: str, at: datetime) -> None:
+    def _journal_payment(
+        self, order: Order, transaction_id: str, at: datetime, trade_state: str
+    ) -> None:
         self.journal.append(
             bills.Entry(
                 kind="PAYMENT",
+                trade_state=trade_state,
                 at=at,
                 appid=self.credentials.appid,
                 mchid=self.credentials.mchid,
@@ -263,7 +275,7 @@ class WechatPaySandbox:
                 trade_type=order.trade_type,
                 description=order.description,
                 attach=order.attach,
-                amount=order.total,
+                amount=order.billed,
                 fee=order.fee,
             )
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import httpx
@@ -23,8 +23,17 @@ from clearhouse.wallet.bankwire.protocol import BankCredentials
 log = logging.getLogger(__name__)
 
 
+STATEMENT_PATH = "/statements/"
+
+
 class _BadAnswer(Exception):
     pass
+
+
+class StatementUnavailable(ClearhouseError):
+    """A day's statement could not be fetched or did not verify (``details["reason"]``)."""
+
+    code = "STATEMENT_UNAVAILABLE"
 
 
 class BankAdapter:
@@ -87,6 +96,30 @@ class BankAdapter:
             return ItemResult(ref, ItemStatus.UNKNOWN, exc.error_code, raw=exc.raw)
         except (_BadAnswer, KeyError, TypeError, ValueError, ClearhouseError) as exc:
             return ItemResult(ref, ItemStatus.UNKNOWN, "BAD_RESPONSE", raw=f"bad answer: {exc}")
+
+    def download_statement(self, day: date, fmt: str = "camt053") -> bytes:
+        """The settlement account's statement of ``day`` (the bank's day) as the bank renders
+        it, ``camt053`` or ``mt940``, its signature checked. Raises ``StatementUnavailable``:
+        reason ``TIMEOUT``/``NETWORK``, ``HTTP_<status>`` without a signed answer, the bank's
+        code with one, ``BAD_SIGNATURE``."""
+        path = f"{STATEMENT_PATH}{day.isoformat()}"
+        headers = protocol.request_headers(self.credentials, "GET", path, b"", self.clock.now())
+        try:
+            response = transport.request(
+                self.client, "GET", path, params={"format": fmt}, headers=headers
+            )
+        except NoAnswer as exc:
+            raise StatementUnavailable(exc.raw, reason=exc.error_code) from None
+        try:
+            protocol.verify_answer(self.credentials, dict(response.headers), response.content)
+        except protocol.SignatureError:
+            reason = f"HTTP_{response.status_code}" if response.status_code >= 500 else None
+            raise StatementUnavailable(response.text, reason=reason or "BAD_SIGNATURE") from None
+        if response.status_code != 200:
+            data = transport.json_object(response.content) or {}
+            code = str(data.get("code") or f"HTTP_{response.status_code}")
+            raise StatementUnavailable(response.text, reason=code)
+        return response.content
 
     def close(self) -> None:
         self.client.close()

@@ -26,6 +26,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -120,7 +121,7 @@ class StripeAdapter(transport.HttpAdapter):
             "capture_method": "automatic",
             "description": order.description,
             "metadata": {"attempt_id": order.attempt_id},
-            "expand": ["latest_charge"],
+            "expand": ["latest_charge.balance_transaction"],
         }
         try:
             reply = self._call("POST", "/v1/payment_intents", params, f"pay-{order.attempt_id}")
@@ -139,7 +140,7 @@ class StripeAdapter(transport.HttpAdapter):
             return self._payment_refusal(reply)
         if found is None:
             return ChannelResult(ChannelStatus.UNKNOWN, reply.text, error_code="NOT_FOUND")
-        return _payment_result(found, json.dumps(found), attempt_id)
+        return _payment_result(found, _text(found), attempt_id)
 
     def close(self, attempt_id: str) -> ChannelResult:
         try:
@@ -149,7 +150,7 @@ class StripeAdapter(transport.HttpAdapter):
             if found is None:
                 return ChannelResult(ChannelStatus.CLOSED, reply.text, error_code="NOT_FOUND")
             if found.get("status") in ("succeeded", "canceled"):
-                return _payment_result(found, json.dumps(found), attempt_id)
+                return _payment_result(found, _text(found), attempt_id)
             target = f"/v1/payment_intents/{segment(str(found['id']))}/cancel"
             reply = self._call("POST", target, {}, f"close-{attempt_id}")
         except NoAnswer as exc:
@@ -165,7 +166,7 @@ class StripeAdapter(transport.HttpAdapter):
         params = {
             "query": f"metadata['attempt_id']:'{escaped}'",
             "limit": _PAGE,
-            "expand": ["data.latest_charge"],
+            "expand": ["data.latest_charge.balance_transaction"],
         }
         reply = self._call("GET", "/v1/payment_intents/search", params)
         data = reply.data.get("data")
@@ -220,7 +221,7 @@ class StripeAdapter(transport.HttpAdapter):
             return RefundResult(ChannelStatus.UNKNOWN, exc.raw, error_code=exc.error_code)
         for refund in refunds:
             if (refund.get("metadata") or {}).get("refund_no") == refund_no:
-                return _refund_result(refund, json.dumps(refund))
+                return _refund_result(refund, _text(refund))
         why = f"no refund with metadata refund_no {refund_no!r} on {found['id']}"
         return RefundResult(ChannelStatus.FAILED, why, error_code="REFUND_NOT_FOUND")
 
@@ -296,7 +297,23 @@ class StripeAdapter(transport.HttpAdapter):
         report_type: str = "payout_reconciliation.itemized.5",
     ) -> bytes:
         """Run a payout reconciliation report and fetch its CSV; raises ``ReportUnavailable``
-        (also while the run is still pending: call again later)."""
+        (also while the run is still pending: ``report_file`` it again later)."""
+        run_id = self.start_report_run(payout, interval_start, interval_end, timezone, report_type)
+        data = self.report_file(run_id)
+        if data is None:
+            raise ReportUnavailable(f"report run {run_id} is pending", reason="NOT_READY")
+        return data
+
+    def start_report_run(
+        self,
+        payout: str | None = None,
+        interval_start: datetime | None = None,
+        interval_end: datetime | None = None,
+        timezone: str = "Etc/UTC",
+        report_type: str = "payout_reconciliation.itemized.5",
+    ) -> str:
+        """Start a report run (``POST /v1/reporting/report_runs``); its id. Raises
+        ``ReportUnavailable``."""
         parameters: dict[str, Any] = {"timezone": timezone, "payout": payout}
         for name, instant in (("interval_start", interval_start), ("interval_end", interval_end)):
             if instant is not None:
@@ -304,11 +321,28 @@ class StripeAdapter(transport.HttpAdapter):
         params = {"report_type": report_type, "parameters": parameters}
         try:
             reply = self._call("POST", "/v1/reporting/report_runs", params)
+        except NoAnswer as exc:
+            raise ReportUnavailable(exc.raw, reason=exc.error_code) from None
+        run_id = reply.data.get("id")
+        if reply.status != 200:
+            raise ReportUnavailable(reply.text, reason=_refusal(reply)[1])
+        if not isinstance(run_id, str) or not run_id:
+            raise ReportUnavailable(reply.text, reason="BAD_RESPONSE")
+        return run_id
+
+    def report_file(self, run_id: str) -> bytes | None:
+        """The file of a report run once it has succeeded, None while it is pending
+        (``GET /v1/reporting/report_runs/{id}``). Raises ``ReportUnavailable`` (reason
+        ``REPORT_FAILED`` for a run that failed)."""
+        try:
+            reply = self._call("GET", f"/v1/reporting/report_runs/{segment(run_id)}", {})
             if reply.status != 200:
                 raise ReportUnavailable(reply.text, reason=_refusal(reply)[1])
-            result = reply.data.get("result")
-            if reply.data.get("status") != "succeeded" or not isinstance(result, dict):
-                raise ReportUnavailable(reply.text, reason="NOT_READY")
+            status, result = reply.data.get("status"), reply.data.get("result")
+            if status == "pending":
+                return None
+            if status != "succeeded" or not isinstance(result, dict):
+                raise ReportUnavailable(reply.text, reason="REPORT_FAILED")
             # Only the file's id is followed, on our files host: the key never goes to a host
             # named by the answer.
             target = f"{self._files_url}/v1/files/{segment(str(result.get('id')))}/contents"
@@ -351,7 +385,7 @@ class StripeAdapter(transport.HttpAdapter):
                 self._http, method, target, content=form.encode(), headers=headers
             )
         text = response.text
-        data = transport.json_object(response.content)
+        data = _json_object(response.content)
         if data is None:
             code = f"HTTP_{response.status_code}" if response.status_code >= 500 else "BAD_RESPONSE"
             raise NoAnswer(code, text)
@@ -414,7 +448,34 @@ def _payment_result(
         amount=amount,
         paid_at=paid_at,
         error_code=code,
+        fx_rate=_fx_rate(data.get("latest_charge"), currency),
     )
+
+
+def _fx_rate(charge: object, currency: str) -> Decimal | None:
+    """The rate of the charge's balance transaction when it settled in another currency (it
+    must have been expanded); None otherwise, or when the rate is not an exact number."""
+    txn = charge.get("balance_transaction") if isinstance(charge, dict) else None
+    if not isinstance(txn, dict) or str(txn.get("currency", "")).upper() == currency:
+        return None
+    rate = txn.get("exchange_rate")
+    if isinstance(rate, int) and not isinstance(rate, bool):
+        rate = Decimal(rate)
+    return rate if isinstance(rate, Decimal) and rate.is_finite() and rate > 0 else None
+
+
+def _json_object(content: bytes) -> dict[str, Any] | None:
+    """The answer's JSON object, fractions (exchange rates) read exactly; None if not one."""
+    try:
+        data = protocol.loads(content)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _text(obj: Mapping[str, Any]) -> str:
+    """An object of an answer as evidence text (its numbers as they came)."""
+    return protocol.dumps(obj).decode()
 
 
 def _paid_at(charge: object, at: object) -> datetime | None:

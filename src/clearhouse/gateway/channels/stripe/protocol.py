@@ -22,6 +22,7 @@ import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -237,7 +238,26 @@ def _listify(node: dict[str, Any], name: str) -> dict[str, Any] | Any:
 
 
 def dumps(payload: Mapping[str, Any]) -> bytes:
-    return json.dumps(payload, ensure_ascii=False, indent=2).encode()
+    """JSON as Stripe writes it. A ``Decimal`` (an exchange rate) is written as the number it
+    is, digit for digit: ``json`` alone would refuse it, and a float could change it."""
+    numbers: list[str] = []
+    mark = secrets.token_hex(8)  # no string in the payload can spell the placeholders
+
+    def exact(value: object) -> str:
+        if not isinstance(value, Decimal):
+            raise TypeError(f"{type(value).__name__} is not JSON serializable")
+        numbers.append(str(value))
+        return f"{mark}:{len(numbers) - 1}"
+
+    text = json.dumps(payload, ensure_ascii=False, indent=2, default=exact)
+    for index, number in enumerate(numbers):
+        text = text.replace(f'"{mark}:{index}"', number, 1)
+    return text.encode()
+
+
+def loads(content: bytes | str) -> Any:
+    """JSON with its fractional numbers read exactly, as ``Decimal``."""
+    return json.loads(content, parse_float=Decimal)
 
 
 def error_body(kind: str, message: str, code: str | None = None, **extra: Any) -> bytes:
