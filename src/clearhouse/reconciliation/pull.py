@@ -2,8 +2,9 @@
 serves it, into the statement store.
 
 Per channel and business day, each document the channel issues (WeChat Pay: the trade bill and
-the fund-flow bill; Alipay: the trade bill ZIP; Stripe: the payout reconciliation report of
-the payouts arriving that day in the reporting zone; PayPal: the STL settlement report; the bank: the day's camt.053 or MT940) is:
+the fund-flow bill; Alipay: the trade bill ZIP; Stripe: the itemized balance change report of
+the balance transactions created that day in the reporting zone; PayPal: the STL settlement
+report; the bank: the day's camt.053 or MT940) is:
 
 - not asked for while the business day is still running (a bill of a running day is partial);
 - not asked for again once held, unless ``refresh`` (a channel re-issuing a corrected file);
@@ -46,6 +47,7 @@ from clearhouse.gateway.channels.wechatpay.adapter import BillUnavailable as Wec
 from clearhouse.gateway.channels.wechatpay.adapter import WechatPayAdapter
 from clearhouse.reconciliation import formats, intake
 from clearhouse.reconciliation.ours import BEIJING, business_zone, day_window
+from clearhouse.reconciliation.statements import stripe as stripe_statement
 from clearhouse.reconciliation.statements.errors import StatementError
 from clearhouse.reconciliation.store import Imported, StatementStore
 from clearhouse.wallet.bankwire.adapter import (
@@ -236,8 +238,10 @@ class AlipayFetcher:
 
 
 class StripeFetcher:
-    """Runs the payout reconciliation report over the business day (in the reporting zone) and
-    polls the run until it has succeeded; a run still pending after ``polls`` is not there."""
+    """Runs the itemized balance change report over the business day (in the reporting zone),
+    asking for the columns that link a line to our records, and polls the run until it has
+    succeeded; a run still pending after ``polls`` is not there. (The payout reconciliation
+    report lists the payouts *arriving* on a day, not the day's payments: not the batch's.)"""
 
     source = "stripe"
     documents: tuple[str, ...] = (formats.STRIPE,)
@@ -260,7 +264,11 @@ class StripeFetcher:
         start, end = day_window(self.source, day, self._zone)
         try:
             run_id = self._adapter.start_report_run(
-                interval_start=start, interval_end=end, timezone=self._zone
+                interval_start=start,
+                interval_end=end,
+                timezone=self._zone,
+                report_type=stripe_statement.DAILY_REPORT,
+                columns=stripe_statement.DAILY_COLUMNS,
             )
             for poll in range(self._polls):
                 data = self._adapter.report_file(run_id)

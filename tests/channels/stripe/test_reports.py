@@ -113,3 +113,88 @@ def test_pure_report_formatting() -> None:
     picked = reports.payout_reconciliation([row], columns=["balance_transaction_id", "net"])
     assert picked.decode() == "balance_transaction_id,net\ntxn_1,-0.30\n"
     assert reports.major(123456789012345678, "usd") == "1234567890123456.78"
+
+
+def test_balance_change_report_lists_the_interval_s_activity(
+    adapter: StripeAdapter, sandbox: StripeSandbox, clock: FixedClock
+) -> None:
+    start = clock.now()
+    _pay(adapter, clock, "att-a", 1234)
+    adapter.refund(RefundOrder("rf-a", "att-a", Money(234, "USD"), Money(1234, "USD"), "r", ""))
+    clock.advance(timedelta(hours=1))
+    _pay(adapter, clock, "att-late", 500)  # created after the interval's end
+    clock.advance(timedelta(days=2))
+    payout = sandbox.run_payout("usd", clock.now().date())
+    assert payout is not None
+    end = start + timedelta(minutes=30)
+
+    # Default columns: Stripe's set for this report, no payout, ids or metadata.
+    run = adapter.start_report_run(
+        interval_start=start,
+        interval_end=end,
+        timezone="America/Los_Angeles",
+        report_type=reports.BALANCE_CHANGE_TYPE,
+    )
+    data = adapter.report_file(run)
+    assert data is not None
+    assert data.decode().splitlines()[0] == ",".join(reports.BALANCE_CHANGE_COLUMNS)
+    rows = parse_report(data)
+    assert [(r["reporting_category"], r["gross"], r["fee"]) for r in rows] == [
+        ("charge", "12.34", "0.66"),
+        ("refund", "-2.34", "0.00"),
+    ]
+
+    # Requested columns, in the order asked: the payout that settled them, ids and metadata.
+    asked = [
+        "balance_transaction_id",
+        "payment_metadata[attempt_id]",
+        "refund_metadata[refund_no]",
+        "automatic_payout_id",
+        "payment_intent_id",
+        "net",
+    ]
+    run = adapter.start_report_run(
+        interval_start=start,
+        interval_end=end,
+        report_type=reports.BALANCE_CHANGE_TYPE,
+        columns=asked,
+    )
+    data = adapter.report_file(run)
+    assert data is not None
+    assert data.decode().splitlines()[0] == ",".join(asked)
+    charge, refund = parse_report(data)
+    assert charge["payment_metadata[attempt_id]"] == refund["payment_metadata[attempt_id]"]
+    assert charge["payment_metadata[attempt_id]"] == "att-a"
+    assert (charge["refund_metadata[refund_no]"], refund["refund_metadata[refund_no]"]) == (
+        "",
+        "rf-a",
+    )
+    assert {charge["automatic_payout_id"], refund["automatic_payout_id"]} == {payout["id"]}
+    assert charge["payment_intent_id"].startswith("pi_")
+    assert (charge["net"], refund["net"]) == ("11.68", "-2.34")
+
+    # The payout itself is not activity: a window over it lists only the late payment.
+    later = adapter.start_report_run(
+        interval_start=end,
+        interval_end=clock.now() + timedelta(seconds=1),
+        report_type=reports.BALANCE_CHANGE_TYPE,
+        columns=["reporting_category", "payment_metadata[attempt_id]", "automatic_payout_id"],
+    )
+    late = adapter.report_file(later)
+    assert late is not None
+    assert parse_report(late) == [
+        {
+            "reporting_category": "charge",
+            "payment_metadata[attempt_id]": "att-late",
+            "automatic_payout_id": payout["id"],
+        }
+    ]
+
+
+def test_unpaid_rows_write_no_payout() -> None:
+    at = datetime(2026, 3, 8, 9, 30, tzinfo=UTC)
+    row = reports.ReportRow("", None, "txn_1", at, at, "usd", 100, 33, 67, "charge", "ch_1")
+    rows = parse_report(reports.payout_reconciliation([row]))
+    assert (rows[0]["automatic_payout_id"], rows[0]["automatic_payout_effective_at"]) == ("", "")
+    assert rows[0]["automatic_payout_effective_at_utc"] == ""
+    assert parse_report(reports.balance_change([row]))[0]["created_utc"] == "2026-03-08 09:30:00"

@@ -22,7 +22,7 @@ from clearhouse.bootstrap import App
 from clearhouse.clock import FixedClock
 from clearhouse.db.schema import statement_files
 from clearhouse.gateway.channels.config import ports_from_document
-from clearhouse.gateway.channels.port import PayMethod, PayOrder
+from clearhouse.gateway.channels.port import PayMethod, PayOrder, RefundOrder
 from clearhouse.money import Money
 from clearhouse.reconciliation import formats
 from clearhouse.reconciliation.pull import MISSING_CODE, Puller, PullStatus, Retry
@@ -34,6 +34,7 @@ BEIJING = ZoneInfo("Asia/Shanghai")
 LOS_ANGELES = ZoneInfo("America/Los_Angeles")
 SERVED = ("wechatpay", "alipay", "stripe", "paypal", "bank")
 RETRY = Retry(attempts=3, first_delay=1.0, factor=2.0)
+VISA = "pm_card_visa"
 
 
 class Flaky:
@@ -130,12 +131,14 @@ def test_every_channel_pulls_its_day_once(app: App, clock: FixedClock, stack: St
     stripe_pay = PayOrder(
         "att-s1", Money(1_234, "USD"), "tea", PayMethod.CARD, "", clock.now(), "pm_card_visa"
     )
-    assert stripe.pay(stripe_pay).error_code is None
+    paid = stripe.pay(stripe_pay)
+    assert paid.error_code is None
     stripe.close_client()  # type: ignore[attr-defined]
+    # Stripe's day is the day the payment was made in the reporting zone, not its payout's.
+    stripe_day = clock.now().astimezone(LOS_ANGELES).date()
     clock.advance(timedelta(days=2))
     payout = stack.sandboxes.stripe.run_payout("usd", clock.now().date())
     assert payout is not None
-    stripe_day = datetime.fromtimestamp(payout["arrival_date"], UTC).astimezone(LOS_ANGELES).date()
     # Past every channel's expected time for both days.
     clock.set(
         datetime.combine(max(china_day, stripe_day) + timedelta(days=2), datetime.min.time(), UTC)
@@ -164,6 +167,8 @@ def test_every_channel_pulls_its_day_once(app: App, clock: FixedClock, stack: St
     assert stored == len(lines)
     stripe_lines = stack.store.read(stack.store.current("stripe", stripe_day))
     assert stripe_lines.column("merchant_ref").to_pylist() == ["att-s1"]
+    assert stripe_lines.column("channel_txn_id").to_pylist() == [paid.channel_txn_id]
+    assert stripe_lines.column("kind").to_pylist() == ["payment"]
     assert stripe_lines.column("payout_id").to_pylist() == [payout["id"]]
 
     # A second pull asks nothing and changes nothing; a refresh fetches the same bytes again.
@@ -178,6 +183,56 @@ def test_every_channel_pulls_its_day_once(app: App, clock: FixedClock, stack: St
     assert len(stack.flaky["wechatpay"].seen) > seen
     assert rows(app) == stored
     assert stack.sleeps == []
+
+
+def test_stripe_pulls_the_activity_of_its_reporting_day(
+    app: App, clock: FixedClock, stack: Stack
+) -> None:
+    """Each line lands on the day its balance transaction was created in Los Angeles, with
+    the ids that link it to our attempt (a refund to ours and its payment's)."""
+    stripe = ports_from_document(stack.document, clock)["stripe"]
+    evening = clock.now().astimezone(LOS_ANGELES)
+    first_day = evening.date()
+    next_midnight = datetime.combine(first_day + timedelta(days=1), datetime.min.time())
+    pays: dict[str, str | None] = {}
+    try:
+        paid = stripe.pay(
+            PayOrder("att-e1", Money(2_000, "USD"), "tea", PayMethod.CARD, "", clock.now(), VISA)
+        )
+        pays["att-e1"] = paid.channel_txn_id
+        # Just past midnight in Los Angeles: the next reporting day, the same UTC day.
+        clock.set(next_midnight.replace(tzinfo=LOS_ANGELES) + timedelta(minutes=1))
+        assert clock.now().astimezone(UTC).date() == evening.astimezone(UTC).date()
+        paid = stripe.pay(
+            PayOrder("att-e2", Money(3_000, "USD"), "tea", PayMethod.CARD, "", clock.now(), VISA)
+        )
+        pays["att-e2"] = paid.channel_txn_id
+        refund = RefundOrder("rf-e1", "att-e1", Money(500, "USD"), Money(2_000, "USD"), "r", "")
+        assert stripe.refund(refund).error_code is None
+    finally:
+        stripe.close_client()  # type: ignore[attr-defined]
+    assert all(pays.values())
+    clock.advance(timedelta(days=2))
+
+    first = stack.puller.pull("stripe", first_day)
+    second = stack.puller.pull("stripe", first_day + timedelta(days=1))
+    assert (first.status, second.status) == (PullStatus.STORED, PullStatus.STORED)
+    [doc] = second.documents
+    assert doc.fmt == formats.STRIPE
+    one = stack.store.read(stack.store.current("stripe", first_day)).to_pylist()
+    assert [(r["kind"], r["merchant_ref"], r["channel_txn_id"], r["amount"]) for r in one] == [
+        ("payment", "att-e1", pays["att-e1"], 2_000)
+    ]
+    two = stack.store.read(stack.store.current("stripe", first_day + timedelta(days=1)))
+    got = sorted(
+        (r["kind"], r["merchant_ref"], r["parent_ref"], r["channel_txn_id"], r["amount"])
+        for r in two.to_pylist()
+    )
+    assert got == [
+        ("payment", "att-e2", None, pays["att-e2"], 3_000),
+        ("refund", "rf-e1", "att-e1", pays["att-e1"], -500),
+    ]
+    assert two.column("payout_id").null_count == two.num_rows  # not paid out when pulled
 
 
 def test_retries_back_off_after_server_errors_and_timeouts(

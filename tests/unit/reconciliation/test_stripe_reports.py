@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from clearhouse.reconciliation.statements import stripe
 from clearhouse.reconciliation.statements.errors import StatementCode, StatementError
 from clearhouse.reconciliation.statements.model import LINES, Statement
-from clearhouse.sandbox.stripe.reports import ReportRow, payout_reconciliation
+from clearhouse.sandbox.stripe.reports import ReportRow, balance_change, payout_reconciliation
 
 DAY = date(2024, 1, 17)
 T0 = datetime(2024, 1, 15, 9, 12, 44, tzinfo=UTC)
@@ -306,6 +306,61 @@ def test_published_balance_change_sample() -> None:
         "climate_order_purchase",
         -300,
     )
+
+
+# The daily run's balance change rows: payouts are not activity, and a line created on the
+# report's day is usually not paid out yet.
+ACTIVITY = [
+    dataclasses.replace(r, automatic_payout_id="", automatic_payout_effective_at=None)
+    if r.currency == "usd"
+    else r
+    for r in ROWS
+    if r.reporting_category != "payout"
+]
+
+
+def test_daily_balance_change_run_links_lines_to_our_records() -> None:
+    data = balance_change(ACTIVITY, "America/Los_Angeles", stripe.DAILY_COLUMNS)
+    assert data.split(b"\n", 1)[0].decode().split(",") == list(stripe.DAILY_COLUMNS)
+    lines = parse(data).lines.to_pylist()
+    got = [
+        (x["kind"], x["channel_txn_id"], x["merchant_ref"], x["parent_ref"], x["payout_id"])
+        for x in lines
+    ]
+    assert got == [
+        ("payment", "pi_1", "att_1", None, None),
+        ("payment", "pi_2", "att_2", None, None),
+        ("refund", "pi_1", "rf_3", "att_1", None),
+        ("payment", "pi_4", "att_4", None, "po_1OaJPY"),  # already paid out when pulled
+        ("refund", "pi_4", "rf_5", "att_4", "po_1OaBcDEfGh"),
+    ]
+    assert lines[2]["channel_refund_id"] == "re_3"
+    assert [x["occurred_at"] for x in lines] == [r.created for r in ACTIVITY]
+
+
+def test_balance_change_default_columns_name_the_charge() -> None:
+    lines = parse(balance_change(ACTIVITY)).lines.to_pylist()
+    # Stripe's defaults carry no PaymentIntent and no metadata: the source object is the id.
+    assert [(x["channel_txn_id"], x["merchant_ref"]) for x in lines[:3]] == [
+        ("ch_1", None),
+        ("ch_2", None),
+        ("re_3", None),
+    ]
+    assert {x["payout_id"] for x in lines} == {None}
+
+
+def test_malformed_balance_change_reports() -> None:
+    good = balance_change(ACTIVITY, "America/Los_Angeles", stripe.DAILY_COLUMNS)
+    refused(
+        good.replace(b",19.99,0.88,19.11,", b",19.99,0.88,19.12,"), StatementCode.TOTALS_MISMATCH, 3
+    )
+    refused(good[: good.rindex(b",jpy,") + 3], StatementCode.TRUNCATED, len(ACTIVITY) + 1)
+    # The local time alone does not say the instant: the UTC column is required.
+    local_only = [c for c in stripe.DAILY_COLUMNS if c != "created_utc"]
+    error = refused(balance_change(ACTIVITY, columns=local_only), StatementCode.MISSING_COLUMN, 1)
+    assert "created_utc" in error.message
+    bad_time = good.replace(b"2024-01-15 09:13:44", b"2024-01-15T09:13:44", 1)
+    refused(bad_time, StatementCode.BAD_VALUE, 2)
 
 
 # payouts.itemized.3: the payouts themselves, keyed by payout_id and effective_at_utc.

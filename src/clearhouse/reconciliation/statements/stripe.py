@@ -1,8 +1,9 @@
 """Stripe's itemized balance-transaction reports (R1, R2), mapped by header name.
 
-One parser serves the reports built from Stripe's one column catalogue: the payout reconciliation
-report (``payout_reconciliation.itemized.5``, what the sandbox serves), the itemized balance
-change (``balance_change_from_activity.itemized.3``), itemized payouts (``payouts.itemized.3``,
+One parser serves the reports built from Stripe's one column catalogue: the itemized balance
+change (``balance_change_from_activity.itemized.3``: the balance transactions created in the
+interval, what the daily batch pulls as ``DAILY_REPORT``), the payout reconciliation report
+(``payout_reconciliation.itemized.5``), itemized payouts (``payouts.itemized.3``,
 with ``payout_id`` and ``effective_at_utc`` in place of ``automatic_payout_id`` and
 ``created_utc``) and their older versions. A report run chooses its columns and their order
 (``parameters[columns]``), so nothing is positional; a column outside the catalogue means the
@@ -25,7 +26,8 @@ How Stripe writes it and how it maps:
   (``attempt_id``) and our refund number to the refund's (``refund_no``); the report returns them
   as ``payment_metadata[attempt_id]`` and ``refund_metadata[refund_no]`` when the run asks for them.
 - ``payout_id`` is the automatic payout that paid the line out, so a payout's lines can be matched
-  many-to-one with the bank credit; a payout line without one is its own payout.
+  many-to-one with the bank credit; a payout line without one is its own payout. A report without
+  payout columns (the balance change report by default), or a line not paid out yet, has none.
 
 Stripe writes no footer or totals: truncation shows only when the last record is cut short, and
 ``Statement.totals`` is empty. The account and the report's day are not in the file either; the
@@ -129,6 +131,30 @@ TIME_COLUMNS = ("created_utc", "effective_at_utc")
 _PAYMENT_ATTEMPT = f"payment_metadata[{ATTEMPT_KEY}]"
 _REFUND_ATTEMPT = f"refund_metadata[{ATTEMPT_KEY}]"
 _REFUND_NO = f"refund_metadata[{REFUND_KEY}]"
+# The daily batch's report, and the columns its run asks for: the balance change report's
+# defaults carry neither the PaymentIntent nor our references, which link a line to our records.
+DAILY_REPORT = "balance_change_from_activity.itemized.3"
+DAILY_COLUMNS = (
+    "balance_transaction_id",
+    "created_utc",
+    "created",
+    "available_on_utc",
+    "currency",
+    "gross",
+    "fee",
+    "net",
+    "reporting_category",
+    "source_id",
+    "description",
+    "customer_facing_amount",
+    "customer_facing_currency",
+    "automatic_payout_id",
+    "payment_intent_id",
+    "charge_id",
+    _PAYMENT_ATTEMPT,
+    _REFUND_ATTEMPT,
+    _REFUND_NO,
+)
 _OPTIONAL = (
     "automatic_payout_id",
     "payout_id",

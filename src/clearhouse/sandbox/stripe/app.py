@@ -415,11 +415,13 @@ def _report_routes(app: FastAPI, wire: _Wire) -> None:
 def _report_run(wire: _Wire, p: Mapping[str, Any], base: str) -> dict[str, Any]:
     sandbox = wire.sandbox
     report_type = str(p.get("report_type", ""))
-    if not report_type.startswith("payout_reconciliation."):
+    balance_change = report_type.startswith("balance_change_from_activity.itemized.")
+    if not (balance_change or report_type.startswith("payout_reconciliation.")):
         raise ApiError(
             400,
             "invalid_request_error",
-            f"The sandbox runs payout_reconciliation reports, not {report_type!r}",
+            "The sandbox runs payout_reconciliation and balance_change_from_activity.itemized"
+            f" reports, not {report_type!r}",
             "parameter_invalid_string",
             param="report_type",
         )
@@ -430,11 +432,13 @@ def _report_run(wire: _Wire, p: Mapping[str, Any], base: str) -> dict[str, Any]:
     tz = str(params.get("timezone") or sandbox.report_timezone)
     columns = params.get("columns")
     with sandbox.lock:
-        rows = sandbox.ledger.report_rows(start, end, params.get("payout"))
+        if balance_change:
+            rows, write = sandbox.ledger.activity_rows(start, end), reports.balance_change
+        else:
+            rows = sandbox.ledger.report_rows(start, end, params.get("payout"))
+            write = reports.payout_reconciliation
         try:
-            data = reports.payout_reconciliation(
-                rows, tz, columns if isinstance(columns, list) else None
-            )
+            data = write(rows, tz, columns if isinstance(columns, list) else None)
         except (KeyError, ValueError):
             raise ApiError(
                 400, "invalid_request_error", f"Invalid timezone: {tz}", param="timezone"

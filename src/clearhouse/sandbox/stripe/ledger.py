@@ -1,4 +1,4 @@
-"""The Stripe sandbox's balance: balance transactions, payouts and the payout reconciliation rows.
+"""The Stripe sandbox's balance: balance transactions, payouts and the itemized report rows.
 
 Every movement of the balance is a balance transaction (``txn_``): ``charge`` (gross, fee per
 the schedule, net), ``refund`` (negative, no fee: Stripe keeps the charge's fee),
@@ -287,7 +287,22 @@ class Ledger:
                     rows.append(self._row(po, sandbox.objects[txn_id]))
         return rows
 
-    def _row(self, payout: Mapping[str, Any], txn: Mapping[str, Any]) -> ReportRow:
+    def activity_rows(self, start: int | None, end: int | None) -> list[ReportRow]:
+        """The itemized balance change rows: every balance transaction created in
+        ``[start, end)`` except payouts, with the automatic payout that settled it, if any."""
+        sandbox, rows = self._sandbox, []
+        for txn_id in sandbox.order.get("balance_transaction", []):
+            txn = self.view(sandbox.objects[txn_id])
+            created = txn["created"]
+            if txn["type"] == "payout" or (start is not None and created < start):
+                continue
+            if end is not None and created >= end:
+                continue
+            payout = sandbox.objects.get(self._payout_of.get(txn_id, ""))
+            rows.append(self._row(payout, txn))
+        return rows
+
+    def _row(self, payout: Mapping[str, Any] | None, txn: Mapping[str, Any]) -> ReportRow:
         objects = self._sandbox.objects
         source = objects.get(txn["source"], {})
         charge = objects.get(source.get("charge", txn["source"]), {})
@@ -295,8 +310,10 @@ class Ledger:
         refund = source if source.get("object") == "refund" else {}
         facing = txn["amount"] if txn["type"] in ("charge", "refund") else None
         return ReportRow(
-            automatic_payout_id=payout["id"],
-            automatic_payout_effective_at=datetime.fromtimestamp(payout["arrival_date"], UTC),
+            automatic_payout_id=payout["id"] if payout else "",
+            automatic_payout_effective_at=(
+                datetime.fromtimestamp(payout["arrival_date"], UTC) if payout else None
+            ),
             balance_transaction_id=txn["id"],
             created=datetime.fromtimestamp(txn["created"], UTC),
             available_on=datetime.fromtimestamp(txn["available_on"], UTC),

@@ -1,10 +1,19 @@
-"""Stripe's "Payout reconciliation" itemized report, as a pure function of its rows.
+"""Stripe's itemized balance-transaction reports, as pure functions of their rows.
 
-One row per balance transaction settled by an automatic payout (the payout's own transaction is
-not a row: the rows are what it pays out, so their ``net`` adds up to its amount). Amounts are in
-MAJOR units as exact decimal strings (``12.34``, ``-0.30``); instants appear twice, in UTC
-(``*_utc``) and in the report's time zone (the unsuffixed column), as ``YYYY-MM-DD HH:MM:SS``.
-Reconciliation parses this format, so the sandbox and its tests share this one writer.
+Two report types share one column vocabulary and this one writer:
+
+- "Payout reconciliation" (``payout_reconciliation.itemized.5``): one row per balance transaction
+  settled by an automatic payout arriving in the interval (the payout's own transaction is not a
+  row: the rows are what it pays out, so their ``net`` adds up to its amount).
+- "Balance change from activity" (``balance_change_from_activity.itemized.3``): one row per
+  balance transaction *created* in the interval, payouts excepted (they are not activity); what
+  a daily, transaction-level reconciliation reads. Its default columns carry no payout and no
+  PaymentIntent; a run asks for those and for metadata through ``parameters[columns]``.
+
+Amounts are in MAJOR units as exact decimal strings (``12.34``, ``-0.30``); instants appear
+twice, in UTC (``*_utc``) and in the report's time zone (the unsuffixed column), as
+``YYYY-MM-DD HH:MM:SS``. Reconciliation parses these files, so the sandbox and its tests share
+this one writer.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from zoneinfo import ZoneInfo
 from clearhouse.money import Money
 
 REPORT_TYPE = "payout_reconciliation.itemized.5"
+BALANCE_CHANGE_TYPE = "balance_change_from_activity.itemized.3"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 DEFAULT_COLUMNS = (
     "automatic_payout_id",
@@ -41,12 +51,29 @@ DEFAULT_COLUMNS = (
     "payment_intent_id",
     "charge_id",
 )
+# Stripe's default set for the balance change report: no payout, charge or PaymentIntent ids.
+BALANCE_CHANGE_COLUMNS = (
+    "balance_transaction_id",
+    "created_utc",
+    "created",
+    "available_on_utc",
+    "available_on",
+    "currency",
+    "gross",
+    "fee",
+    "net",
+    "reporting_category",
+    "source_id",
+    "description",
+    "customer_facing_amount",
+    "customer_facing_currency",
+)
 
 
 @dataclass(frozen=True, slots=True)
 class ReportRow:
-    automatic_payout_id: str
-    automatic_payout_effective_at: datetime
+    automatic_payout_id: str  # "" while no automatic payout has settled it
+    automatic_payout_effective_at: datetime | None
     balance_transaction_id: str
     created: datetime
     available_on: datetime
@@ -82,8 +109,19 @@ def payout_reconciliation(
 ) -> bytes:
     """The report as CSV (UTF-8, header row first). ``columns`` picks and orders columns as
     Stripe's ``parameters[columns]`` does; by default the standard set plus all metadata."""
+    return _csv(rows, timezone, list(columns or [*DEFAULT_COLUMNS, *metadata_columns(rows)]))
+
+
+def balance_change(
+    rows: Sequence[ReportRow], timezone: str = "Etc/UTC", columns: Sequence[str] | None = None
+) -> bytes:
+    """The balance change report as CSV. ``columns`` as for ``payout_reconciliation``; by
+    default Stripe's default set, which has no metadata: a run names the keys it wants."""
+    return _csv(rows, timezone, list(columns or BALANCE_CHANGE_COLUMNS))
+
+
+def _csv(rows: Sequence[ReportRow], timezone: str, chosen: list[str]) -> bytes:
     zone = ZoneInfo(timezone)
-    chosen = list(columns) if columns else [*DEFAULT_COLUMNS, *metadata_columns(rows)]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(chosen)
@@ -94,11 +132,11 @@ def payout_reconciliation(
 
 
 def _values(row: ReportRow, zone: ZoneInfo) -> dict[str, str]:
-    cur = row.currency
+    cur, paid_out = row.currency, row.automatic_payout_effective_at
     values = {
         "automatic_payout_id": row.automatic_payout_id,
-        "automatic_payout_effective_at_utc": _utc(row.automatic_payout_effective_at),
-        "automatic_payout_effective_at": _local(row.automatic_payout_effective_at, zone),
+        "automatic_payout_effective_at_utc": "" if paid_out is None else _utc(paid_out),
+        "automatic_payout_effective_at": "" if paid_out is None else _local(paid_out, zone),
         "balance_transaction_id": row.balance_transaction_id,
         "created_utc": _utc(row.created),
         "created": _local(row.created, zone),

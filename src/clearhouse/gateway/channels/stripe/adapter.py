@@ -23,7 +23,7 @@ How Stripe's answers map, where it is not obvious:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -295,10 +295,14 @@ class StripeAdapter(transport.HttpAdapter):
         interval_end: datetime | None = None,
         timezone: str = "Etc/UTC",
         report_type: str = "payout_reconciliation.itemized.5",
+        columns: Sequence[str] | None = None,
     ) -> bytes:
-        """Run a payout reconciliation report and fetch its CSV; raises ``ReportUnavailable``
-        (also while the run is still pending: ``report_file`` it again later)."""
-        run_id = self.start_report_run(payout, interval_start, interval_end, timezone, report_type)
+        """Run a report (by default payout reconciliation) and fetch its CSV; raises
+        ``ReportUnavailable`` (also while the run is still pending: ``report_file`` it again
+        later)."""
+        run_id = self.start_report_run(
+            payout, interval_start, interval_end, timezone, report_type, columns
+        )
         data = self.report_file(run_id)
         if data is None:
             raise ReportUnavailable(f"report run {run_id} is pending", reason="NOT_READY")
@@ -311,10 +315,16 @@ class StripeAdapter(transport.HttpAdapter):
         interval_end: datetime | None = None,
         timezone: str = "Etc/UTC",
         report_type: str = "payout_reconciliation.itemized.5",
+        columns: Sequence[str] | None = None,
     ) -> str:
-        """Start a report run (``POST /v1/reporting/report_runs``); its id. Raises
+        """Start a report run (``POST /v1/reporting/report_runs``); its id. ``columns`` picks
+        and orders the file's columns (the report type's defaults when None). Raises
         ``ReportUnavailable``."""
-        parameters: dict[str, Any] = {"timezone": timezone, "payout": payout}
+        parameters: dict[str, Any] = {
+            "timezone": timezone,
+            "payout": payout,
+            "columns": list(columns) if columns else None,
+        }
         for name, instant in (("interval_start", interval_start), ("interval_end", interval_end)):
             if instant is not None:
                 parameters[name] = int(instant.astimezone(UTC).timestamp())
