@@ -99,7 +99,7 @@ class DifferenceView:
 class StatusReport:
     as_of: date
     batches: list[Batch]  # the current batch of each channel's day, newest day first
-    open: list[DifferenceView]  # open and carried differences, oldest first
+    open: list[DifferenceView]  # open, carried and refunding differences, oldest first
 
     def to_dict(self) -> dict[str, Any]:
         by_type: dict[str, int] = {}
@@ -327,7 +327,7 @@ def status(
         engine,
         channel=channel,
         business_date=business_date,
-        statuses=(Status.OPEN, Status.CARRIED),
+        statuses=(Status.OPEN, Status.CARRIED, Status.REFUNDING),
         as_of=as_of,
     )
     return StatusReport(as_of, batches, open_)
@@ -342,12 +342,18 @@ def differences(
     statuses: tuple[str, ...] | None = None,
     as_of: date | None = None,
 ) -> list[DifferenceView]:
-    """Differences, oldest first: those a batch found (``batch_id``: first or last seen
-    there), of a channel, of the day they were found, in some statuses."""
+    """Differences, oldest first: those a batch found or settled (``batch_id``: first or
+    last seen there, or acted on by it), of a channel, of the day they were found, in some
+    statuses."""
     d = recon_differences
     query = select(d)
     if batch_id is not None:
-        query = query.where((d.c.first_batch_id == batch_id) | (d.c.last_batch_id == batch_id))
+        acted = select(recon_actions.c.difference_id).where(recon_actions.c.batch_id == batch_id)
+        query = query.where(
+            (d.c.first_batch_id == batch_id)
+            | (d.c.last_batch_id == batch_id)
+            | d.c.id.in_(acted)  # e.g. a carried short this batch resolved
+        )
     if channel is not None:
         query = query.where(d.c.channel == channel)
     if business_date is not None:
@@ -431,6 +437,14 @@ def _open(conn: Connection, difference_id: str) -> Mapping[str, Any]:
             f"difference {difference_id} is already resolved ({row['resolution']})",
             difference_id=difference_id,
             resolution=row["resolution"],
+        )
+    if row["status"] == Status.REFUNDING:
+        # Its refund may be at the channel already: booking it another way could count the
+        # money twice. The refund's answer settles it (or sends it back to review).
+        raise ReconError(
+            ReconCode.DIFFERENCE_REFUNDING,
+            f"difference {difference_id} is being refunded to the payer; wait for the answer",
+            difference_id=difference_id,
         )
     return row
 

@@ -37,13 +37,14 @@ from clearhouse.clock import Clock
 from clearhouse.db.schema import recon_batches, recon_differences
 from clearhouse.db.transaction import run_in_transaction
 from clearhouse.ledger.service import Ledger
-from clearhouse.reconciliation import handling
+from clearhouse.reconciliation import formats, handling
 from clearhouse.reconciliation.classify import CONFIRMED, DifferenceType
 from clearhouse.reconciliation.errors import ReconCode, ReconError
 from clearhouse.reconciliation.handling import (
     SYSTEM,
     Found,
     PaymentsPort,
+    RefundPort,
     ReviewPolicy,
     Status,
     difference_amount,
@@ -119,8 +120,9 @@ def batch_from_row(row: Row[Any], *, already: bool = False) -> Batch:
 
 
 class Reconciler:
-    """Runs batches. ``payments``: the gateway's ``Payments`` (marks long payments paid); without
-    it such longs wait in the review queue."""
+    """Runs batches. ``payments``: the gateway's ``Payments`` (marks long payments paid);
+    ``refunds``: the gateway's ``TransactionRefunds`` (refunds duplicates and longs on closed
+    orders to the payer, after the batch commits); without them these wait in the review queue."""
 
     def __init__(
         self,
@@ -131,6 +133,7 @@ class Reconciler:
         *,
         payments: PaymentsPort | None = None,
         config: BatchConfig | None = None,
+        refunds: RefundPort | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
@@ -138,16 +141,35 @@ class Reconciler:
         self.clock = clock
         self.payments = payments
         self.config = config or BatchConfig()
+        self.refunds = refunds
 
     def run(
         self, channel: str, business_date: date, *, by: str, allow_missing: bool = False
     ) -> Batch:
-        """Reconcile ``channel``'s ``business_date``. ``allow_missing``: run with no statement
-        (every confirmed record is then short); refused by default (STATEMENT_MISSING)."""
+        """Reconcile ``channel``'s ``business_date``, then send the channel's pending refunds
+        to payers (no HTTP call inside the batch's transaction). ``allow_missing``: run with no
+        statement (every confirmed record is then short); refused by default (STATEMENT_MISSING)."""
+        batch = self._run(channel, business_date, by=by, allow_missing=allow_missing)
+        self.send_refunds(channel)
+        return batch
+
+    def send_refunds(self, channel: str | None = None) -> list[handling.RefundSent]:
+        """Send (again) every refund to a payer still ``refunding``; nothing without a port."""
+        if self.refunds is None:
+            return []
+        return handling.send_refunds(
+            self.engine, self.ledger, self.refunds, self.clock, channel=channel
+        )
+
+    def _run(self, channel: str, business_date: date, *, by: str, allow_missing: bool) -> Batch:
         if not by.strip():
             raise ReconError(ReconCode.ACTOR_REQUIRED, "a batch is run by someone")
         started = self.clock.now()
-        paths = self.store.current(channel, business_date)
+        paths = [
+            path
+            for fmt in formats.matched_formats(channel)
+            for path in self.store.current(channel, business_date, fmt)
+        ]
         if not paths and not allow_missing:
             raise ReconError(
                 ReconCode.STATEMENT_MISSING,
@@ -229,8 +251,11 @@ def run_batch(
     payments: PaymentsPort | None = None,
     config: BatchConfig | None = None,
     allow_missing: bool = False,
+    refunds: RefundPort | None = None,
 ) -> Batch:
-    reconciler = Reconciler(engine, store, ledger, clock, payments=payments, config=config)
+    reconciler = Reconciler(
+        engine, store, ledger, clock, payments=payments, config=config, refunds=refunds
+    )
     return reconciler.run(channel, business_date, by=by, allow_missing=allow_missing)
 
 
@@ -410,8 +435,11 @@ class _Run:
 
     def _new(self, conn: Connection, found: Found, now: datetime) -> None:
         owner = self.owner
-        decision = handling.decide(conn, owner.payments, found)
+        decision = handling.decide(conn, owner.payments, found, owner.refunds)
         difference_id = "rcd_" + found.key[:36]
+        evidence = found.evidence()
+        if decision.status == Status.REFUNDING:
+            evidence["refund_no"] = handling.refund_no(difference_id)
         row = found.row
         conn.execute(
             insert(recon_differences).values(
@@ -463,7 +491,7 @@ class _Run:
             action=decision.action,
             actor=SYSTEM,
             reason=decision.reason,
-            evidence=found.evidence(),
+            evidence=evidence,
             at=now,
             entry_id=entry_id,
         )
@@ -504,8 +532,8 @@ class _Run:
         d = recon_differences
         query = select(d).where(d.c.last_batch_id.in_(previous), d.c.status != Status.RESOLVED)
         for difference in _dicts(conn.execute(query.order_by(d.c.key)).mappings()):
-            if difference["id"] in touched:
-                continue
+            if difference["id"] in touched or difference["status"] == Status.REFUNDING:
+                continue  # a refund with the channel is settled by the channel's answer
             handling.resolve(
                 self.owner.ledger,
                 conn,

@@ -65,6 +65,9 @@ class Format:
     needs_date: bool = False  # the file does not state its business date
     needs_account: bool = False  # the file does not state its account
     states_identity: bool = True  # the bytes alone tell this file from another day's
+    # Its lines are transactions to match with our records. A fund-flow bill lists the balance
+    # movements the trade bill's payments and refunds caused: kept, not matched a second time.
+    matched: bool = True
 
     def parse(
         self,
@@ -123,6 +126,7 @@ FORMATS: dict[str, Format] = {
             ),
             needs_date=True,
             needs_account=True,
+            matched=False,
         ),
         Format(
             ALIPAY,
@@ -156,6 +160,11 @@ def get(name: str) -> Format:
 def sources() -> list[str]:
     """Every source (channel, or ``bank``) some format belongs to."""
     return sorted({f.source for f in FORMATS.values()})
+
+
+def matched_formats(source: str) -> list[str]:
+    """The formats of a source whose lines a reconciliation batch matches."""
+    return [f.name for f in of_source(source) if f.matched]
 
 
 def of_source(source: str) -> list[Format]:

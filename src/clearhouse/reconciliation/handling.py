@@ -7,9 +7,20 @@ When a batch finds a new one:
   paid through the gateway's own path (``PaymentsPort.apply_in`` with a success built from the
   line, source "reconciliation"), so the payment's usual entries are posted. Resolved
   ``mark_paid``.
-- LONG whose order is closed or failed, and DUPLICATE_PAYMENT: the payer's money must go back
-  through the channel. The gateway refunds an intent's paid attempt only, so these wait in the
-  review queue (reason "refund to payer required"), parked in suspense.
+- LONG whose order is closed or failed, and DUPLICATE_PAYMENT: the payer's money goes back
+  through the channel, refunding that one transaction (``RefundPort``, the gateway's
+  ``TransactionRefunds``). The batch only decides: the difference is ``refunding``, parked in
+  suspense, with a ``refund`` action naming the request's number (``refund_no``, one per
+  difference: the channel deduplicates on it, so a retry never refunds twice). After the
+  batch commits, ``send_refunds`` sends what is ``refunding`` (and sends it again on every
+  later call until the channel settles it): settled, it is resolved ``refunded`` and its parking
+  reversed (950x ``channel_more`` debited 1122 channel clearing and credited 1901 suspense; the
+  reversal takes the money off channel clearing: it went back to the payer); refused, it is
+  ``open`` for review with an alert (``requeue_refund`` sends it again); no answer or still
+  processing, it stays ``refunding``. The refund's own line in a later bill is a LONG refund
+  naming that number: resolved ``recon_refund`` at once. Without a port, or on a channel it
+  does not cover, these wait in the review queue (reason "refund to payer required"), parked
+  in suspense.
 - SHORT: ``carried`` (the carry-over pool), re-checked by the next days' batches; resolved
   ``resolve_carried`` when its line appears; still missing ``carry_days`` after it was found, it
   is ``open`` for review (a ``break``).
@@ -32,18 +43,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from functools import partial
 from typing import Any, Protocol
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.engine import Connection
 
 from clearhouse.accounts.handlers import find_fund_account
 from clearhouse.accounts.model import PLATFORM_ACCOUNT_ID, Role
+from clearhouse.clock import Clock
 from clearhouse.currencies import CURRENCIES
 from clearhouse.db.schema import payment_attempts, recon_actions, recon_differences
-from clearhouse.gateway.channels.port import ChannelResult, ChannelStatus
+from clearhouse.db.transaction import run_in_transaction
+from clearhouse.gateway.channels.port import (
+    ChannelResult,
+    ChannelStatus,
+    RefundOrder,
+    RefundResult,
+)
 from clearhouse.ids import new_id
 from clearhouse.ledger.requests import Post, Reverse
 from clearhouse.ledger.service import Ledger
@@ -68,7 +87,11 @@ DEFAULT_ALERT_MAJOR = 500  # a single difference above 500.00 in its currency al
 class Status:
     OPEN = "open"
     CARRIED = "carried"
+    REFUNDING = "refunding"  # a refund to the payer decided, not settled by the channel yet
     RESOLVED = "resolved"
+
+
+REFUND_PREFIX = "rcr_"  # our refund number of a difference's refund, at the channel
 
 
 class PaymentsPort(Protocol):
@@ -77,6 +100,15 @@ class PaymentsPort(Protocol):
     def apply_in(
         self, conn: Connection, attempt_id: str, result: ChannelResult, source: str
     ) -> bool: ...
+
+
+class RefundPort(Protocol):
+    """Sends one channel transaction's money back to its payer
+    (``gateway.transaction_refunds.TransactionRefunds``)."""
+
+    def covers(self, channel: str) -> bool: ...
+
+    def refund_transaction(self, channel: str, order: RefundOrder) -> RefundResult: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,13 +355,24 @@ def decide(
     conn: Connection,
     payments: PaymentsPort | None,
     found: Found,
+    refunds: RefundPort | None = None,
 ) -> Decision:
     """The first handling of a new difference (the rules above); may mark a payment paid."""
     kind = found.type
     if kind is DifferenceType.SHORT:
         return Decision(Status.CARRIED, "carry", "short: waiting for the next days' bills")
     if kind is DifferenceType.DUPLICATE:
+        if _refundable(refunds, found):
+            return Decision(Status.REFUNDING, "refund", "duplicate payment: refunding the payer")
         return Decision(Status.OPEN, "review", "duplicate payment: refund to payer required")
+    refunded = _our_refund(conn, found)
+    if refunded is not None:
+        return Decision(
+            Status.RESOLVED,
+            "recon_refund",
+            f"the channel's line of the refund sent for difference {refunded}",
+            resolution="recon_refund",
+        )
     if kind is DifferenceType.LONG and (found.line or {}).get("kind") == "payment":
         ours = attempt_status(conn, found)
         if ours is not None and ours[1] in AWAITING:
@@ -342,6 +385,12 @@ def decide(
                 )
             return Decision(Status.OPEN, "review", "long: the payment could not be marked paid")
         if ours is not None and ours[1] in ENDED:
+            if _refundable(refunds, found):
+                return Decision(
+                    Status.REFUNDING,
+                    "refund",
+                    f"long on a {ours[1].lower()} order: refunding the payer",
+                )
             return Decision(
                 Status.OPEN,
                 "review",
@@ -385,3 +434,220 @@ def resolve(
         at=now,
         entry_id=entry_id,
     )
+
+
+# --- refunds to the payer -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RefundSent:
+    """One send of a difference's refund: the channel's answer and where it left the difference."""
+
+    difference_id: str
+    refund_no: str
+    answer: str  # ChannelStatus of the channel's answer
+    status: str  # the difference's status afterwards
+    error_code: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "difference_id": self.difference_id,
+            "refund_no": self.refund_no,
+            "answer": self.answer,
+            "status": self.status,
+            "error_code": self.error_code,
+        }
+
+
+def refund_no(difference_id: str) -> str:
+    """The refund request's number at the channel: one per difference, the same on every send."""
+    return REFUND_PREFIX + difference_id.removeprefix("rcd_")
+
+
+def _refundable(refunds: RefundPort | None, found: Found) -> bool:
+    """A payment line naming its transaction and our order, on a channel the port covers."""
+    line = found.line or {}
+    return (
+        refunds is not None
+        and line.get("kind") == "payment"
+        and bool(line.get("channel_txn_id"))
+        and bool(line.get("merchant_ref"))
+        and found.amount > 0
+        and refunds.covers(str(line.get("source")))
+    )
+
+
+def _our_refund(conn: Connection, found: Found) -> str | None:
+    """The difference whose refund a LONG refund line is (its number is ``refund_no``'s)."""
+    line = found.line or {}
+    ref = line.get("merchant_ref") or ""
+    if found.type is not DifferenceType.LONG or line.get("kind") != "refund":
+        return None
+    if not ref.startswith(REFUND_PREFIX):
+        return None
+    difference_id = "rcd_" + ref.removeprefix(REFUND_PREFIX)
+    d = recon_differences
+    status = conn.execute(select(d.c.status).where(d.c.id == difference_id)).scalar()
+    return difference_id if status in (Status.REFUNDING, Status.RESOLVED) else None
+
+
+def refund_order(difference: Mapping[str, Any]) -> RefundOrder:
+    """The refund of the transaction a difference's line names, all of its amount."""
+    line = json.loads(difference["evidence"])["line"]
+    money = Money(int(line["amount"]), line["currency"])
+    why = "duplicate payment" if difference["type"] == DifferenceType.DUPLICATE else "order closed"
+    return RefundOrder(
+        refund_no=refund_no(difference["id"]),
+        attempt_id=line["merchant_ref"],
+        refund=money,
+        total=money,
+        reason=why,
+        notify_url="",  # the outcome is read from the answer to each send, not a notification
+        channel_txn_id=line["channel_txn_id"],
+    )
+
+
+def send_refunds(
+    engine: Engine,
+    ledger: Ledger,
+    refunds: RefundPort,
+    clock: Clock,
+    *,
+    channel: str | None = None,
+) -> list[RefundSent]:
+    """Send the refund of every ``refunding`` difference (of ``channel``), each outside any
+    database transaction, then record its answer. Safe to run again at any time: the same
+    number each time, and a difference settled meanwhile is left alone."""
+    d = recon_differences
+    query = select(d).where(d.c.status == Status.REFUNDING)
+    if channel is not None:
+        query = query.where(d.c.channel == channel)
+    with engine.connect() as conn:
+        rows = conn.execute(query.order_by(d.c.business_date, d.c.key)).mappings().all()
+        pending = [dict(row) for row in rows]
+    sent: list[RefundSent] = []
+    for difference in pending:
+        order = refund_order(difference)
+        result = refunds.refund_transaction(difference["channel"], order)
+        sent.append(
+            run_in_transaction(
+                engine,
+                partial(
+                    _apply_refund,
+                    ledger,
+                    difference_id=difference["id"],
+                    order=order,
+                    result=result,
+                    clock=clock,
+                ),
+            )
+        )
+    return sent
+
+
+def _apply_refund(
+    ledger: Ledger,
+    conn: Connection,
+    *,
+    difference_id: str,
+    order: RefundOrder,
+    result: RefundResult,
+    clock: Clock,
+) -> RefundSent:
+    now = clock.now()
+    d = recon_differences
+    row = conn.execute(select(d).where(d.c.id == difference_id).with_for_update()).mappings().one()
+    difference = dict(row)
+    outcome = RefundSent(
+        difference_id, order.refund_no, result.status.value, difference["status"], result.error_code
+    )
+    if difference["status"] != Status.REFUNDING:
+        return outcome  # settled by another run (or by hand) meanwhile
+    evidence = {
+        "refund_no": order.refund_no,
+        "channel_txn_id": order.channel_txn_id,
+        "answer": result.raw,
+        "channel_refund_id": result.channel_refund_id,
+        "error_code": result.error_code,
+    }
+    if result.status is ChannelStatus.SUCCEEDED:
+        resolve(
+            ledger,
+            conn,
+            difference,
+            resolution="refunded",
+            actor=SYSTEM,
+            reason="the channel refunded the payer",
+            evidence=evidence,
+            batch_id=None,
+            now=now,
+        )
+        return replace(outcome, status=Status.RESOLVED)
+    if result.status is ChannelStatus.FAILED:
+        conn.execute(
+            update(d).where(d.c.id == difference_id).values(status=Status.OPEN, alert=True)
+        )
+        reason = f"the channel refused the refund ({result.error_code}): to review"
+        record_action(
+            conn,
+            difference_id=difference_id,
+            batch_id=None,
+            action="refund_refused",
+            actor=SYSTEM,
+            reason=reason,
+            evidence=evidence,
+            at=now,
+        )
+        return replace(outcome, status=Status.OPEN)
+    record_action(
+        conn,
+        difference_id=difference_id,
+        batch_id=None,
+        action="refund_pending",
+        actor=SYSTEM,
+        reason=f"refund not settled yet ({result.error_code or result.status.value}): sent again",
+        evidence=evidence,
+        at=now,
+    )
+    return outcome
+
+
+def requeue_refund(
+    engine: Engine, clock: Clock, difference_id: str, *, actor: str, reason: str
+) -> None:
+    """Send again a refund the channel refused (a reviewer's call): back to ``refunding``."""
+    if not actor.strip():
+        raise ReconError(ReconCode.ACTOR_REQUIRED, "an action names who takes it")
+    if not reason.strip():
+        raise ReconError(ReconCode.REASON_REQUIRED, "an action says why it is taken")
+
+    def work(conn: Connection) -> None:
+        d, a = recon_differences, recon_actions
+        row = conn.execute(select(d).where(d.c.id == difference_id).with_for_update()).first()
+        if row is None:
+            raise ReconError(ReconCode.DIFFERENCE_NOT_FOUND, f"no difference {difference_id}")
+        refused = conn.execute(
+            select(a.c.id).where(a.c.difference_id == difference_id, a.c.action == "refund_refused")
+        ).first()
+        if row.status != Status.OPEN or refused is None:
+            raise ReconError(
+                ReconCode.INVALID_ACTION,
+                f"difference {difference_id} has no refused refund to send again",
+                difference_id=difference_id,
+                status=row.status,
+            )
+        conn.execute(
+            update(d).where(d.c.id == difference_id).values(status=Status.REFUNDING, alert=False)
+        )
+        record_action(
+            conn,
+            difference_id=difference_id,
+            batch_id=None,
+            action="refund",
+            actor=actor,
+            reason=reason,
+            evidence={"refund_no": refund_no(difference_id)},
+            at=clock.now(),
+        )
+
+    run_in_transaction(engine, work)

@@ -76,7 +76,10 @@ class RefundOrder:
     refund: Money
     total: Money  # the original payment's amount
     reason: str
-    notify_url: str
+    notify_url: str  # empty: no notification asked for
+    # One transaction of the order, when it is not the order's payment: a duplicate payment
+    # (the payer paid the order twice), refunded by the channel's own id of it.
+    channel_txn_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

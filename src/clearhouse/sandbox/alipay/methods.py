@@ -143,8 +143,14 @@ class Gateway:
     def _find(self, biz: dict[str, Any]) -> Trade | None:
         trade = self.state.trades.get(str(biz.get("out_trade_no", "")))
         if trade is None and biz.get("trade_no"):
+            trade_no = biz["trade_no"]
             trade = next(
-                (t for t in self.state.trades.values() if t.trade_no == biz["trade_no"]), None
+                (
+                    t
+                    for t in self.state.trades.values()
+                    if t.trade_no == trade_no or trade_no in t.extras
+                ),
+                None,
             )
         if trade is not None:
             self.state.refresh(trade)
@@ -249,34 +255,44 @@ class Gateway:
         existing = self.state.refunds.get((trade.out_trade_no, out_request_no))
         if existing is not None:
             # A retry of a refund already made: the same refund, and no money moves this time.
-            return self._refund_answer(trade, existing.refunded_at, fund_change="N")
-        extra = {"refund_fee": "0.00", "send_back_fee": "0.00"}
+            return self._refund_answer(
+                trade, existing.refunded_at, fund_change="N", extra=existing.trade_no
+            )
+        # trade_no naming a duplicate payment's extra trade refunds that one (Alipay takes
+        # trade_no before out_trade_no).
+        extra = str(biz.get("trade_no") or "")
+        extra = extra if extra in trade.extras else ""
+        refunded = trade.extras[extra] if extra else trade.refunded
+        zero = {"refund_fee": "0.00", "send_back_fee": "0.00"}
         if trade.status == "TRADE_FINISHED":
-            raise Failure("40004", "ACQ.TRADE_HAS_FINISHED", "交易已完结", **extra)
+            raise Failure("40004", "ACQ.TRADE_HAS_FINISHED", "交易已完结", **zero)
         if trade.status != "TRADE_SUCCESS":
-            raise Failure("40004", "ACQ.TRADE_STATUS_ERROR", "交易状态不合法", **extra)
+            raise Failure("40004", "ACQ.TRADE_STATUS_ERROR", "交易状态不合法", **zero)
         if amount.amount <= 0:
-            raise Failure("40004", "ACQ.INVALID_PARAMETER", "退款金额无效", **extra)
+            raise Failure("40004", "ACQ.INVALID_PARAMETER", "退款金额无效", **zero)
         if not biz.get("out_request_no") and amount != trade.total:
             raise Failure(
-                "40004", "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "撤销或退款金额与订单金额不一致", **extra
+                "40004", "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "撤销或退款金额与订单金额不一致", **zero
             )
-        if trade.refunded + amount > trade.total:
-            raise Failure("40004", "ACQ.REASON_TRADE_REFUND_FEE_ERR", "退款金额超限或无效", **extra)
+        if refunded + amount > trade.total:
+            raise Failure("40004", "ACQ.REASON_TRADE_REFUND_FEE_ERR", "退款金额超限或无效", **zero)
         refund = self.state.record_refund(
-            trade, out_request_no, amount, str(biz.get("refund_reason", ""))
+            trade, out_request_no, amount, str(biz.get("refund_reason", "")), extra
         )
-        return self._refund_answer(trade, refund.refunded_at, fund_change="Y")
+        return self._refund_answer(trade, refund.refunded_at, fund_change="Y", extra=extra)
 
-    def _refund_answer(self, trade: Trade, at: datetime, fund_change: str) -> dict[str, str]:
+    def _refund_answer(
+        self, trade: Trade, at: datetime, fund_change: str, extra: str = ""
+    ) -> dict[str, str]:
+        refunded = format_amount(trade.extras[extra] if extra else trade.refunded)
         return _ok(
-            trade_no=trade.trade_no,
+            trade_no=extra or trade.trade_no,
             out_trade_no=trade.out_trade_no,
             buyer_logon_id=trade.buyer_logon_id,
             buyer_user_id=trade.buyer_user_id,
             fund_change=fund_change,
-            refund_fee=format_amount(trade.refunded),
-            send_back_fee=format_amount(trade.refunded),
+            refund_fee=refunded,
+            send_back_fee=refunded,
             gmt_refund_pay=format_time(at),
         )
 
@@ -294,7 +310,7 @@ class Gateway:
             # Alipay answers Success with no refund data when it has no such refund.
             return _ok(out_trade_no=trade.out_trade_no, out_request_no=out_request_no)
         return _ok(
-            trade_no=trade.trade_no,
+            trade_no=refund.trade_no or trade.trade_no,
             out_trade_no=trade.out_trade_no,
             out_request_no=out_request_no,
             total_amount=format_amount(trade.total),

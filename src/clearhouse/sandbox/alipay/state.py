@@ -89,6 +89,9 @@ class Trade:
     fee_returned: Money = field(default_factory=lambda: Money.zero(CURRENCY))
     buyer_logon_id: str = "buy***@sandbox.com"
     buyer_user_id: str = "2088102177846880"
+    # A duplicate payment's other trades (trade_no -> refunded so far): each is refundable on
+    # its own, up to the total, by its trade_no.
+    extras: dict[str, Money] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +102,7 @@ class Refund:
     fee_returned: Money
     refunded_at: datetime
     reason: str
+    trade_no: str = ""  # an extra (duplicate) trade's; empty: the order's own
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,11 +187,12 @@ class AlipayState:
         queued; the faults for this order decide the fee, the payment time and the deliveries."""
         with self.lock:
             trade = self._payable(out_trade_no)
-            now = self.clock.now()
+            now = booked = self.clock.now()
             if self.faults.hits(Fault.LATE_RESULT, out_trade_no):
-                # Completes just after the Beijing midnight that ends the business day.
+                # Booked just after the Beijing midnight that ends the business day (the next
+                # day's bill), while the notification gives the moment the payer paid.
                 next_day = business_day(now) + timedelta(days=1)
-                now = datetime.combine(next_day, time(0, 0, 5), BEIJING)
+                booked = datetime.combine(next_day, time(0, 0, 5), BEIJING)
             # The bill shows what the payer was charged: the order's total, but under
             # BILL_AMOUNT (the notification still says the total); the fee follows it.
             billed = trade.total
@@ -200,12 +205,13 @@ class AlipayState:
             trade.status = "TRADE_SUCCESS"
             trade.paid_at = now
             trade.fee = fee
-            self._record_payment(trade, trade.trade_no, now, billed, fee)
+            self._record_payment(trade, trade.trade_no, booked, billed, fee)
             self._notify(trade, self._payment_fields(trade, trade.trade_no))
             if self.faults.hits(Fault.DUPLICATE_PAYMENT, out_trade_no):
                 # The payer paid the order a second time: another trade for the same order.
                 second = self.new_trade_no(now)
-                self._record_payment(trade, second, now, trade.total, fee)
+                trade.extras[second] = Money.zero(CURRENCY)
+                self._record_payment(trade, second, booked, trade.total, fee)
                 self._notify(trade, self._payment_fields(trade, second))
             return trade
 
@@ -235,21 +241,27 @@ class AlipayState:
         self.journal.setdefault(business_day(at), []).append(line)
 
     def record_refund(
-        self, trade: Trade, out_request_no: str, amount: Money, reason: str
+        self, trade: Trade, out_request_no: str, amount: Money, reason: str, extra: str = ""
     ) -> Refund:
+        """A refund of the trade, or of its ``extra`` trade (a duplicate payment's), which
+        leaves the trade itself as it is."""
         now = self.clock.now()
+        before = trade.extras[extra] if extra else trade.refunded
         returned = self.fee.refunded_fee(
-            trade.total, trade.fee or Money.zero(CURRENCY), trade.refunded, amount
+            trade.total, trade.fee or Money.zero(CURRENCY), before, amount
         )
-        refund = Refund(trade.out_trade_no, out_request_no, amount, returned, now, reason)
+        refund = Refund(trade.out_trade_no, out_request_no, amount, returned, now, reason, extra)
         self.refunds[(trade.out_trade_no, out_request_no)] = refund
-        trade.refunded = trade.refunded + amount
-        trade.fee_returned = trade.fee_returned + returned
+        if extra:
+            trade.extras[extra] = before + amount
+        else:
+            trade.refunded = trade.refunded + amount
+            trade.fee_returned = trade.fee_returned + returned
         if trade.refunded == trade.total:
             trade.status = "TRADE_CLOSED"  # a fully refunded trade reads as closed
         line = BillLine(
             kind="退款",
-            trade_no=trade.trade_no,
+            trade_no=extra or trade.trade_no,
             out_trade_no=trade.out_trade_no,
             subject=trade.subject,
             created_at=trade.created_at,
@@ -260,10 +272,10 @@ class AlipayState:
             out_request_no=out_request_no,
         )
         self.journal.setdefault(business_day(now), []).append(line)
-        fields = self._payment_fields(trade, trade.trade_no)
+        fields = self._payment_fields(trade, extra or trade.trade_no)
         fields.update(
             out_biz_no=out_request_no,
-            refund_fee=format_amount(trade.refunded),  # cumulative, as Alipay sends it
+            refund_fee=format_amount(before + amount),  # cumulative, as Alipay sends it
             gmt_refund=now.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
             trade_status=trade.status,
         )

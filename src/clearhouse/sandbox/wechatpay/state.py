@@ -76,6 +76,8 @@ class Order:
     refunded: int = 0  # requested so far (processing or done): bounds new refunds
     fee_returned_base: int = 0  # settled refunds so far, for the pro-rata fee share
     extra_transactions: list[str] = field(default_factory=list)  # a duplicate payment's ids
+    # Requested so far per extra transaction: each is refundable on its own, up to the total.
+    extra_refunded: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -92,6 +94,7 @@ class Refund:
     status: str = "PROCESSING"
     success_time: datetime | None = None
     fee_returned: int = 0
+    transaction_id: str = ""  # an extra (duplicate) transaction's id; empty: the order's
 
 
 class WechatPaySandbox:
@@ -225,12 +228,13 @@ class WechatPaySandbox:
             order.openid = order.openid or openid or f"o{secrets.token_urlsafe(20)}"
             order.trade_state = "SUCCESS"
             order.transaction_id = self._new_transaction_id(now)
-            order.success_time = now
+            order.success_time = booked = now
             if faults.hits(Fault.LATE_RESULT, out_trade_no):
-                # Lands just after the day's cut-off: in the next Shanghai business day's bill.
+                # Booked just after the day's cut-off, in the next Shanghai business day's bill,
+                # while the notification and the query give the moment the payer paid.
                 local = now.astimezone(CHINA_TZ)
                 midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time())
-                order.success_time = midnight.replace(tzinfo=CHINA_TZ) + timedelta(seconds=5)
+                booked = midnight.replace(tzinfo=CHINA_TZ) + timedelta(seconds=5)
             # What the bill shows may differ from what the notification and the query say: the
             # payer was charged another amount (the fee follows it), or the payment was revoked.
             order.billed = order.total
@@ -241,13 +245,12 @@ class WechatPaySandbox:
                 order.fee += 1
             state = "REVOKED" if faults.hits(Fault.BILL_STATUS, out_trade_no) else "SUCCESS"
             self._by_transaction[order.transaction_id] = out_trade_no
-            self._journal_payment(order, order.transaction_id, order.success_time, state)
+            self._journal_payment(order, order.transaction_id, booked, state)
             if faults.hits(Fault.DUPLICATE_PAYMENT, out_trade_no):
                 second = self._new_transaction_id(now)
                 order.extra_transactions.append(second)
-                self._journal_payment(
-                    order, second, order.success_time + timedelta(seconds=3), "SUCCESS"
-                )
+                self._by_transaction[second] = out_trade_no
+                self._journal_payment(order, second, booked + timedelta(seconds=3), "SUCCESS")
             view = self._transaction_view(order)
             self._notify(
                 order.notify_url,
@@ -327,6 +330,8 @@ class WechatPaySandbox:
                     raise ApiError(400, "INVALID_REQUEST", "商户退款单号已存在, 且参数不一致")
                 return self._refund_view(existing)  # a retry: the same refund
             order = self._refund_target(body)
+            extra = body.get("transaction_id")
+            extra = extra if extra in order.extra_transactions else ""
             refund_amount, _ = _amount(body.get("amount"), "refund")
             total, _ = _amount(body.get("amount"), "total")
             reason = body.get("reason", "")
@@ -336,11 +341,13 @@ class WechatPaySandbox:
             now = self.clock.now()
             if order.success_time is None or order.trade_state not in ("SUCCESS", "REFUND"):
                 raise ApiError(400, "INVALID_REQUEST", "订单未支付, 不能退款")
-            if total != order.total:
+            # A second payment of the order was charged what the bill shows for it.
+            if total != (order.billed if extra else order.total):
                 raise ApiError(400, "INVALID_REQUEST", "订单金额与原订单不一致")
             if now - order.success_time > REFUND_WINDOW:
                 raise ApiError(400, "INVALID_REQUEST", "订单已超过退款期限")
-            if refund_amount > order.total - order.refunded:
+            refunded = order.extra_refunded.get(extra, 0) if extra else order.refunded
+            if refund_amount > order.total - refunded:
                 raise ApiError(400, "INVALID_REQUEST", "申请退款金额超过订单可退金额")
             refund = Refund(
                 out_refund_no=out_refund_no,
@@ -352,10 +359,14 @@ class WechatPaySandbox:
                 reason=reason,
                 notify_url=notify_url,
                 created_at=now,
+                transaction_id=extra,
             )
             self.refunds[out_refund_no] = refund
-            order.refunded += refund_amount
-            order.trade_state = "REFUND"
+            if extra:  # the duplicate's money goes back; the order itself is untouched
+                order.extra_refunded[extra] = refunded + refund_amount
+            else:
+                order.refunded += refund_amount
+                order.trade_state = "REFUND"
             answer = self._refund_view(refund)
             if self.instant_refunds:
                 self._settle(refund)
@@ -392,13 +403,18 @@ class WechatPaySandbox:
         order = self.orders[refund.out_trade_no]
         now = self.clock.now()
         paid = Money(order.total, "CNY")
+        base = order.fee_returned_base
+        if refund.transaction_id:  # an extra transaction's own settled refunds
+            base = sum(
+                r.amount
+                for r in self.refunds.values()
+                if r.transaction_id == refund.transaction_id and r.status == "SUCCESS"
+            )
         returned = self.fee.refunded_fee(
-            paid,
-            Money(order.fee, "CNY"),
-            Money(order.fee_returned_base, "CNY"),
-            Money(refund.amount, "CNY"),
+            paid, Money(order.fee, "CNY"), Money(base, "CNY"), Money(refund.amount, "CNY")
         )
-        order.fee_returned_base += refund.amount
+        if not refund.transaction_id:
+            order.fee_returned_base += refund.amount
         refund.status, refund.success_time, refund.fee_returned = "SUCCESS", now, returned.amount
         self.journal.append(
             bills.Entry(
@@ -406,7 +422,7 @@ class WechatPaySandbox:
                 at=now,
                 appid=self.credentials.appid,
                 mchid=self.credentials.mchid,
-                transaction_id=order.transaction_id,
+                transaction_id=refund.transaction_id or order.transaction_id,
                 out_trade_no=order.out_trade_no,
                 openid=order.openid,
                 trade_type=order.trade_type,
@@ -422,7 +438,7 @@ class WechatPaySandbox:
             resource = {
                 "mchid": self.credentials.mchid,
                 "out_trade_no": order.out_trade_no,
-                "transaction_id": order.transaction_id,
+                "transaction_id": refund.transaction_id or order.transaction_id,
                 "out_refund_no": refund.out_refund_no,
                 "refund_id": refund.refund_id,
                 "refund_status": "SUCCESS",
@@ -449,7 +465,7 @@ class WechatPaySandbox:
         view: dict[str, Any] = {
             "refund_id": refund.refund_id,
             "out_refund_no": refund.out_refund_no,
-            "transaction_id": order.transaction_id,
+            "transaction_id": refund.transaction_id or order.transaction_id,
             "out_trade_no": order.out_trade_no,
             "channel": "ORIGINAL",
             "user_received_account": "支付用户零钱",

@@ -188,6 +188,8 @@ class AlipayAdapter(transport.HttpAdapter):
             "out_request_no": order.refund_no,  # the same on every retry: Alipay deduplicates
             "refund_reason": order.reason,
         }
+        if order.channel_txn_id:
+            biz["trade_no"] = order.channel_txn_id  # Alipay takes trade_no first when given
         try:
             reply = self._call("alipay.trade.refund", biz)
         except NoAnswer as exc:

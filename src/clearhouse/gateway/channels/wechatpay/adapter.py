@@ -157,17 +157,24 @@ class WechatPayAdapter(transport.HttpAdapter):
             return RefundResult(
                 ChannelStatus.FAILED, "refund not in CNY", error_code="UNSUPPORTED_CURRENCY"
             )
+        # WeChat takes the order or one of its transactions (transaction_id), not both.
+        target = (
+            {"transaction_id": order.channel_txn_id}
+            if order.channel_txn_id
+            else {"out_trade_no": order.attempt_id}
+        )
         body: dict[str, Any] = {
-            "out_trade_no": order.attempt_id,
+            **target,
             "out_refund_no": order.refund_no,
             "reason": order.reason,
-            "notify_url": order.notify_url,
             "amount": {
                 "refund": order.refund.amount,
                 "total": order.total.amount,
                 "currency": CURRENCY,
             },
         }
+        if order.notify_url:
+            body["notify_url"] = order.notify_url
         try:
             reply = self._call("POST", "/v3/refund/domestic/refunds", body)
         except NoAnswer as exc:
