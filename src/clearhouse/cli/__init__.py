@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from clearhouse.cli import accounts, cards, customers, db, demo, gateway, ledger, sandbox, wallet
+from clearhouse.cli import (
+    accounts,
+    cards,
+    customers,
+    db,
+    demo,
+    gateway,
+    ledger,
+    recon,
+    sandbox,
+    wallet,
+)
 
 app = typer.Typer(
     help="Clearhouse: payment, clearing, settlement and reconciliation core.",
@@ -20,6 +31,7 @@ app.add_typer(gateway.merchants, name="merchants")
 app.add_typer(gateway.api, name="api")
 app.add_typer(sandbox.app, name="sandbox")
 app.add_typer(wallet.withdrawals, name="withdrawals")
+app.add_typer(recon.app, name="recon")
 app.command("serve")(gateway.serve)
 app.command("demo")(demo.demo)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import datetime
 from pathlib import Path
 
@@ -15,8 +16,10 @@ from clearhouse.config import Settings
 from clearhouse.sandbox.runner import CHANNELS
 from clearhouse.simulation.day import SHANGHAI, run_day
 from clearhouse.simulation.gateway_day import GatewayDay, run_gateway_day, summary
+from clearhouse.simulation.recon_days import ReconDays, reconcile_days
 
 DEMO_DB = Path("clearhouse-demo.db")
+DEMO_RECON = Path(".clearhouse-recon-demo")  # the demo's statement store, fresh each run
 
 
 def demo(
@@ -51,9 +54,20 @@ def demo(
 
 
 def _gateway_day(app: App, clock: FixedClock, payments: int, seed: int, as_json: bool) -> None:
-    day = run_gateway_day(app, clock, payments=payments, seed=seed)
+    shutil.rmtree(DEMO_RECON, ignore_errors=True)
+    opening = clock.now().astimezone(SHANGHAI).date()
+    after: list[ReconDays] = []
+    day = run_gateway_day(
+        app,
+        clock,
+        payments=payments,
+        seed=seed,
+        after=lambda stack: after.append(reconcile_days(app, clock, stack, opening, DEMO_RECON)),
+    )
     facts = summary(day)
+    recon = after[0]
     if as_json:
+        facts["reconciliation"] = recon.to_dict()
         facts["books_balance"] = not app.ledger.check()
         emit_json(facts)
         return
@@ -96,6 +110,43 @@ def _gateway_day(app: App, clock: FixedClock, payments: int, seed: int, as_json:
         f"merchant webhooks: {day.webhooks_received} received, {day.webhooks_verified} with a "
         "valid signature\n"
     )
+    _reconciliation(recon)
+
+
+def _reconciliation(recon: ReconDays) -> None:
+    """The T+1 runs: what each channel's bill showed against our records, by type."""
+    for run in recon.runs:
+        rows = []
+        for b in run.batches:
+            found = b.counts["differences"]
+            listed = ", ".join(f"{t} {n}" for t, n in sorted(found.items()) if n) or "none"
+            lines = sum(c["count"] for c in b.totals["lines"].values())
+            ours = sum(c["count"] for c in b.totals["ours"].values())
+            rows.append([b.channel, b.business_date, lines, ours, listed])
+        console.print(
+            table(
+                f"Reconciliation run of {run.business_date} (bills pulled through the channels' "
+                "APIs)",
+                ["channel", "bill date", "lines", "ours", "differences found"],
+                rows,
+            )
+        )
+        states: dict[tuple[str, str, str], int] = {}
+        for d in run.differences:
+            key = (d.type, d.status, d.resolution or "")
+            states[key] = states.get(key, 0) + 1
+        if states:
+            console.print(
+                table(
+                    "How they stand",
+                    ["type", "status", "resolution", "count"],
+                    [[*k, n] for k, n in sorted(states.items())],
+                )
+            )
+        books = run.books
+        if books is not None:
+            verdict = "agree" if books.ok else f"{len(books.breaks)} breaks"
+            console.print(f"payment records against ledger entries, {run.business_date}: {verdict}")
 
 
 _REMEDY = {
@@ -103,9 +154,12 @@ _REMEDY = {
     "lost_notification": "the poller queries the channel",
     "duplicate_notification": "applied once; the ledger's key refuses a second entry",
     "reordered_notification": "stale answers change nothing",
-    "late_result": "paid after the cut-off: next day's bill (reconciliation)",
-    "wrong_fee": "fee differs from the schedule: reconciliation",
+    "late_result": "booked after the cut-off: short, carried, found in the next day's bill",
+    "wrong_fee": "fee differs from the schedule: reconciliation, review",
     "duplicate_payment": "second charge in the bill: reconciliation refunds it",
+    "bill_amount": "the bill's amount differs: reconciliation, review",
+    "bill_status": "paid to us, revoked in the bill: reconciliation, review",
+    "fx_rate_drift": "settled at another rate than confirmed: reconciliation, review",
 }
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from clearhouse.cli.common import JsonOption, console, emit_json, guarded
 from clearhouse.clock import SystemClock
-from clearhouse.config import load_settings
+from clearhouse.config import Settings, load_settings
+from clearhouse.gateway.channels.config import load_document
 from clearhouse.sandbox.faults import Fault, FaultPlan
 from clearhouse.sandbox.runner import CHANNELS, SandboxCredentials, Sandboxes
 from clearhouse.sandbox.serving import ServedApp
@@ -37,6 +39,16 @@ def base_urls(host: str, port: int) -> dict[str, str]:
     urls = {name: f"http://{host}:{port + i}" for i, name in enumerate(CHANNELS)}
     # The payout bank is not a channel: it serves after them.
     return urls | {"bank": f"http://{host}:{port + len(CHANNELS)}"}
+
+
+def channels_document(settings: Settings, path: Path | None) -> dict[str, Any]:
+    """The channels document a command works with: ``path``, else CLEARHOUSE_CHANNELS_FILE,
+    else the sandboxes of `clearhouse sandbox` on their default ports."""
+    path = path or (Path(settings.channels_file) if settings.channels_file else None)
+    if path is None:
+        creds = SandboxCredentials.load_or_create(Path(settings.sandbox_dir))
+        return creds.merchant_document(base_urls("127.0.0.1", 8300))
+    return load_document(path)
 
 
 @app.callback()

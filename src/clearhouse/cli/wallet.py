@@ -12,11 +12,9 @@ import typer
 
 from clearhouse.bootstrap import gateway_for
 from clearhouse.cli.common import JsonOption, console, emit_json, guarded, open_app
-from clearhouse.cli.sandbox import base_urls
+from clearhouse.cli.sandbox import channels_document
 from clearhouse.clock import SystemClock
 from clearhouse.errors import ConfigurationError
-from clearhouse.gateway.channels.config import load_document
-from clearhouse.sandbox.runner import SandboxCredentials
 from clearhouse.wallet.bankwire.adapter import bank_from_document
 from clearhouse.wallet.withdrawals import Withdrawals
 
@@ -34,12 +32,7 @@ ChannelsOption = typer.Option(
 @contextmanager
 def _withdrawals(channels: Path | None) -> Iterator[Withdrawals]:
     with open_app() as ch:
-        path = channels or (Path(ch.settings.channels_file) if ch.settings.channels_file else None)
-        if path is None:
-            creds = SandboxCredentials.load_or_create(Path(ch.settings.sandbox_dir))
-            document: dict[str, Any] = creds.merchant_document(base_urls("127.0.0.1", 8300))
-        else:
-            document = load_document(path)
+        document = channels_document(ch.settings, channels)
         bank = bank_from_document(document, SystemClock())
         if bank is None:
             raise ConfigurationError("the channels document has no payout bank (`bank`)")

@@ -19,7 +19,7 @@ class Fault(StrEnum):
     LOST_NOTIFICATION = "lost_notification"  # never delivered, at any retry
     DUPLICATE_NOTIFICATION = "duplicate_notification"  # delivered twice
     REORDERED_NOTIFICATION = "reordered_notification"  # held back behind later ones
-    LATE_RESULT = "late_result"  # the payment completes after the day's cut-off
+    LATE_RESULT = "late_result"  # booked after the day's cut-off (WeChat Pay, Alipay: paid before)
     WRONG_FEE = "wrong_fee"  # the channel charges one minor unit more than its schedule
     DUPLICATE_PAYMENT = "duplicate_payment"  # the payer pays the same order twice
     BANK_BUSY = "bank_busy"  # the payout bank refuses an item for now (a short error)
@@ -27,6 +27,24 @@ class Fault(StrEnum):
     BILL_AMOUNT = "bill_amount"  # the payer was charged another amount than the order's
     BILL_STATUS = "bill_status"  # confirmed to us, listed as reversed in the bill
     FX_RATE_DRIFT = "fx_rate_drift"  # settled at another rate than the one it confirmed
+
+
+# The sandboxes that plant a fault, where not all of them do.
+PLANTED_BY: dict[Fault, frozenset[str]] = {
+    Fault.DUPLICATE_PAYMENT: frozenset({"wechatpay", "alipay", "quickpay", "quickpay_b"}),
+    Fault.WRONG_FEE: frozenset(
+        {"wechatpay", "alipay", "stripe", "paypal", "quickpay", "quickpay_b"}
+    ),
+    Fault.BILL_AMOUNT: frozenset({"wechatpay", "alipay", "stripe", "paypal"}),
+    Fault.BILL_STATUS: frozenset({"wechatpay"}),
+    Fault.FX_RATE_DRIFT: frozenset({"stripe"}),
+    Fault.BANK_BUSY: frozenset({"bank"}),
+}
+
+
+def planted_at(fault: Fault, sandbox: str) -> bool:
+    """Whether ``sandbox`` plants ``fault`` at all."""
+    return sandbox in PLANTED_BY.get(fault, frozenset({sandbox}))
 
 
 @dataclass(frozen=True, slots=True)

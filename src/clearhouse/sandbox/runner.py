@@ -126,6 +126,7 @@ class Sandboxes:
         *,
         auto_pay: bool = False,
         timeout_delay_s: float = 15.0,
+        stripe_settlement_currency: str | None = None,
     ) -> None:
         self.credentials = credentials
         self.notifiers: dict[str, Notifier] = {
@@ -158,6 +159,7 @@ class Sandboxes:
             faults,
             notifier=self.notifiers["stripe"],
             timeout_delay_s=timeout_delay_s,
+            settlement_currency=stripe_settlement_currency,
         )
         self.paypal = paypal.PaypalSandbox(
             credentials.paypal,

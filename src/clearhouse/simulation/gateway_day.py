@@ -15,7 +15,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -35,7 +35,7 @@ from clearhouse.db.schema import ledger_requests
 from clearhouse.gateway.channels.config import ports_from_document
 from clearhouse.gateway.service import Gateway
 from clearhouse.outbox.webhooks import SIGNATURE_HEADER, verify_signature
-from clearhouse.sandbox.faults import Fault, FaultPlan
+from clearhouse.sandbox.faults import Fault, FaultPlan, planted_at
 from clearhouse.sandbox.runner import CHANNELS, SandboxCredentials, Sandboxes
 from clearhouse.sandbox.serving import LateBound, ServedApp
 from clearhouse.simulation.cast import Buyer, Merchants, open_buyers, open_merchants
@@ -62,7 +62,13 @@ DEMO_FAULTS = {
     Fault.WRONG_FEE: 40_000,
     Fault.LATE_RESULT: 40_000,
     Fault.DUPLICATE_PAYMENT: 20_000,
+    Fault.BILL_AMOUNT: 40_000,
+    Fault.BILL_STATUS: 60_000,
+    Fault.FX_RATE_DRIFT: 250_000,
 }
+# The shop abroad charges in USD; its Stripe account settles in Hong Kong dollars, so each
+# Stripe payment is converted at a rate the gateway records.
+STRIPE_SETTLEMENT = "hkd"
 ADAPTER_TIMEOUT_S = 0.3
 SANDBOX_SLOW_ANSWER_S = 0.6
 TICK = timedelta(minutes=1)
@@ -120,7 +126,11 @@ def _stack(
     app: App, clock: FixedClock, plan: FaultPlan, receiver: _Receiver
 ) -> Iterator[tuple[Sandboxes, Gateway, ServedApp, ServedApp, dict[str, Any]]]:
     sandboxes = Sandboxes(
-        SandboxCredentials.generate(), clock, plan, timeout_delay_s=SANDBOX_SLOW_ANSWER_S
+        SandboxCredentials.generate(),
+        clock,
+        plan,
+        timeout_delay_s=SANDBOX_SLOW_ANSWER_S,
+        stripe_settlement_currency=STRIPE_SETTLEMENT,
     )
     apps = sandboxes.apps()
     late = LateBound()
@@ -146,12 +156,14 @@ def run_gateway_day(
     *,
     payments: int = 48,
     seed: int = 7,
+    faults: Mapping[Fault, int] | None = None,
     after: Callable[[DayStack], None] | None = None,
 ) -> GatewayDay:
-    """Play the day. ``after`` runs once the story is told, with the sandboxes still serving
-    (the next days' reconciliation pulls their bills)."""
+    """Play the day. ``faults``: parts per million of attempts meeting each (the demo's by
+    default). ``after`` runs once the story is told, with the sandboxes still serving (the
+    next days' reconciliation pulls their bills)."""
     rng = random.Random(seed)
-    plan = FaultPlan(seed, dict(DEMO_FAULTS))
+    plan = FaultPlan(seed, dict(DEMO_FAULTS if faults is None else faults))
     opening = clock.now()
     day = GatewayDay(opening.astimezone(SHANGHAI).date())
     receiver = _Receiver(clock)
@@ -185,8 +197,10 @@ def run_gateway_day(
                 status = market.get(f"/v1/withdrawals/{withdrawal_id}").json()["status"]
                 day.movements[f"withdrawal {status.lower()}"] += 1
         for view in day.payments:
-            attempt_id = view["attempt"]["id"]
-            day.planted.update(f.value for f in Fault if plan.hits(f, attempt_id))
+            attempt_id, channel = view["attempt"]["id"], view["attempt"]["channel"]
+            day.planted.update(
+                f.value for f in Fault if planted_at(f, channel) and plan.hits(f, attempt_id)
+            )
         for name, notifier in sandboxes.notifiers.items():
             day.notifications[name] = Counter(log.outcome.split(":")[0] for log in notifier.log)
         day.webhooks_received, day.webhooks_verified = receiver.received, receiver.verified
