@@ -4,6 +4,9 @@ table before anything is stored, so a bad line anywhere refuses the file."""
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
+
+from clearhouse.errors import ClearhouseError
 
 
 class StatementCode(StrEnum):
@@ -16,15 +19,21 @@ class StatementCode(StrEnum):
     UNSUPPORTED = "STATEMENT_UNSUPPORTED"  # not a file of this format at all
 
 
-class StatementError(Exception):
+class StatementError(ClearhouseError):
     """A typed refusal naming the file and, where one is to blame, the 1-based line."""
+
+    code: StatementCode
 
     def __init__(
         self, code: StatementCode, file: str, message: str, line: int | None = None
     ) -> None:
         where = f"{file}:{line}" if line is not None else file
-        super().__init__(f"{code.value} {where}: {message}")
+        super().__init__(message, code=code.value, file=file, line=line)
+        Exception.__init__(self, f"{code.value} {where}: {message}")
         self.code = code
         self.file = file
         self.line = line
-        self.message = message
+
+    def to_dict(self) -> dict[str, Any]:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return {"code": self.code.value, "message": f"{where}: {self.message}"} | self.details
