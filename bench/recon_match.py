@@ -1,4 +1,5 @@
-"""Reconciliation matching at scale. Prints one JSON line of figures.
+"""Reconciliation matching at scale. Prints one JSON line of figures; ``bench/recon.py`` runs
+it as one part of the whole reconciliation benchmark (and ``recon_pandas.py`` reuses its day).
 
     python bench/recon_match.py --n 1000000 [--seed 7] [--threads 2] [--memory-limit 2GB]
                                 [--dir /tmp/recon-bench] [--reuse]
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow.parquet as pq
@@ -264,55 +266,54 @@ def score(differences_path: Path, truth_path: Path) -> dict[str, dict[str, float
     return out
 
 
-def _cpu_s() -> float:
+def cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--n", type=int, default=1_000_000)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--memory-limit", default="2GB")
-    parser.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "recon-bench"))
-    parser.add_argument("--reuse", action="store_true", help="keep data generated before")
-    args = parser.parse_args()
-    work = Path(args.dir) / f"n{args.n}-s{args.seed}"
+def generated(n: int, seed: int, root: Path, threads: int, reuse: bool) -> tuple[Path, float]:
+    """The folder holding the day of ``n`` rows, generated unless ``reuse`` finds it there;
+    and the seconds generating took. The generator runs in a child process, so its memory is
+    never counted as the matcher's."""
+    work = root / f"n{n}-s{seed}"
     work.mkdir(parents=True, exist_ok=True)
-    generate_s = 0.0
-    if not (args.reuse and (work / "truth.parquet").exists()):
-        started = time.perf_counter()
-        # A child process, so the generator's memory is not counted as the matcher's.
-        child = mp.get_context("spawn").Process(
-            target=generate, args=(args.n, args.seed, work, args.threads)
-        )
-        child.start()
-        child.join()
-        if child.exitcode != 0:
-            sys.exit(f"generator failed with exit code {child.exitcode}")
-        generate_s = time.perf_counter() - started
+    if reuse and (work / "truth.parquet").exists():
+        return work, 0.0
+    started = time.perf_counter()
+    child = mp.get_context("spawn").Process(target=generate, args=(n, seed, work, threads))
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        sys.exit(f"generator failed with exit code {child.exitcode}")
+    return work, time.perf_counter() - started
+
+
+def run(
+    n: int, seed: int, threads: int, memory_limit: str, root: Path, reuse: bool
+) -> dict[str, Any]:
+    """Generate (or reuse) the day, match it in this process and score it: the figures."""
+    work, generate_s = generated(n, seed, root, threads, reuse)
     spill = work / "spill"
     spill.mkdir(exist_ok=True)
     config = MatchConfig(amount_tolerance=0)  # loads the channels' fee schedules
-    cpu_before = _cpu_s()
+    cpu_before = cpu_s()
     started = time.perf_counter()
     result = match(
         work / "lines.parquet",
         work / "ours.parquet",
         config,
-        resources=Resources(args.threads, args.memory_limit, str(spill)),
+        resources=Resources(threads, memory_limit, str(spill)),
         matched_path=work / "matched.parquet",
     )
     match_s = time.perf_counter() - started
-    match_cpu_s = _cpu_s() - cpu_before
+    match_cpu_s = cpu_s() - cpu_before
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     pq.write_table(result.differences, work / "differences.parquet")
-    figures = {
-        "n": args.n,
-        "seed": args.seed,
-        "threads": args.threads,
-        "memory_limit": args.memory_limit,
+    return {
+        "n": n,
+        "seed": seed,
+        "threads": threads,
+        "memory_limit": memory_limit,
         "lines": result.counts["lines"],
         "ours": result.counts["ours"],
         "generate_s": round(generate_s, 2),
@@ -325,6 +326,18 @@ def main() -> None:
         "steps_s": result.seconds,
         "per_type": score(work / "differences.parquet", work / "truth.parquet"),
     }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--memory-limit", default="2GB")
+    parser.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "recon-bench"))
+    parser.add_argument("--reuse", action="store_true", help="keep data generated before")
+    args = parser.parse_args()
+    figures = run(args.n, args.seed, args.threads, args.memory_limit, Path(args.dir), args.reuse)
     print(json.dumps(figures, sort_keys=True))
 
 

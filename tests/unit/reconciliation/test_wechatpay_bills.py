@@ -138,6 +138,16 @@ def test_gzip_bill_is_the_same_bill() -> None:
     assert zipped.file == "trade.csv.gz"
 
 
+@pytest.mark.parametrize("split", [100, 9 / 10])
+def test_gzip_of_several_members_is_read_whole(split: float) -> None:
+    # The fast path sizes its buffer from the last member's trailer: with several members it
+    # must not stop at that size, whichever member is the larger.
+    plain = samples.wechat_trade_bill(2_000, day=DAY)
+    cut = int(split) if split >= 1 else int(len(plain) * split)
+    two = gzip.compress(plain[:cut]) + gzip.compress(plain[cut:])
+    assert parse(two, "trade.csv.gz").lines.equals(parse(plain).lines)
+
+
 def test_truncated_gzip_is_refused() -> None:
     zipped = gzip.compress(trade_bill(ENTRIES, DAY, "ALL", RATE))
     with pytest.raises(StatementError) as caught:

@@ -4,7 +4,7 @@ built column-wise, a million rows in about a second).
 
 Row ``i`` is a payment, except every ``refund_every``-th row, which refunds half of the payment
 just before it (same channel order id, its own refund id). The fee is 0.6%, rounded half up to the
-fen per payment; a refund gives back the fee on what it refunds. Times spread over the bill day
+fen per payment; a refund gives back its share of the payment's fee. Times spread over the bill day
 in Beijing time.
 """
 
@@ -55,8 +55,11 @@ def synthetic(rows: int, day: date, refund_every: int = 10) -> Synthetic:
     serial = np.where(is_refund, index - 1, index)
     paid = 100 + (serial * 7919) % 100_000
     amount = np.where(is_refund, paid // 2, paid)
-    fee = (amount * 6 + 500) // 1000
-    fee = np.where(is_refund, -fee, fee)
+    charged = (paid * 6 + 500) // 1000
+    # What the fee schedule gives back (``FeeSchedule.refunded_fee``): the refund's share of
+    # the payment's fee, half up, so the matcher's fee check finds no difference.
+    returned = (2 * charged * amount + paid) // (2 * paid)
+    fee = np.where(is_refund, -returned, charged)
     seconds = (index * 86_399) // max(rows, 1)
     return Synthetic(day, is_refund, amount, fee, seconds, serial)
 

@@ -54,6 +54,8 @@ __all__ = ["SOURCE", "parse_bill", "parse_fundflow_bill", "parse_trade_bill"]
 
 SOURCE = "wechatpay"
 _GZIP_MAGIC = b"\x1f\x8b"
+_GZIP_MIN_LEN = 18  # header and trailer of an empty member
+_DEFLATE_MAX_RATIO = 1032  # the most deflate can expand
 _GUARD = "`"
 _DETAIL_FIRST_LINE = 2
 
@@ -212,7 +214,7 @@ def _open(data: bytes, file: str) -> bytes:
     """Decompress a gzip bill; the rest stays as served."""
     if data[:2] == _GZIP_MAGIC:
         try:
-            data = gzip.decompress(data)
+            data = _gunzip(data)
         except EOFError:
             raise StatementError(
                 StatementCode.TRUNCATED, file, "gzip stream ends before its end"
@@ -226,6 +228,25 @@ def _open(data: bytes, file: str) -> bytes:
     if not data or data.isspace():  # isspace stops at the first other byte
         raise StatementError(StatementCode.TRUNCATED, file, "empty file")
     return data
+
+
+def _gunzip(data: bytes) -> bytes:
+    """Inflate in one call into a buffer sized by the trailer's ISIZE: more than twice as fast
+    as ``gzip.decompress``, which grows its output block by block and joins the blocks. The
+    one-shot call refuses anything but one whole member of exactly that size, so a stream of
+    several members, over 4 GiB, truncated or broken takes ``gzip``'s own path, which
+    reads every member and names the fault."""
+    if len(data) > _GZIP_MIN_LEN:
+        size = int.from_bytes(data[-4:], "little")
+        if size <= _DEFLATE_MAX_RATIO * len(data):  # ISIZE of a truncated file is noise
+            try:
+                inflated: bytes = pa.decompress(
+                    data, decompressed_size=size, codec="gzip", asbytes=True
+                )
+                return inflated
+            except OSError:
+                pass
+    return gzip.decompress(data)
 
 
 def _sections(raw: bytes, file: str, summary_first: str) -> _Bill:
