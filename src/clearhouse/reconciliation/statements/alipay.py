@@ -51,7 +51,13 @@ from clearhouse.reconciliation.statements.cncsv import (
     read_rows,
 )
 from clearhouse.reconciliation.statements.errors import StatementCode, StatementError
-from clearhouse.reconciliation.statements.model import Kind, Statement, Totals
+from clearhouse.reconciliation.statements.model import (
+    Kind,
+    Statement,
+    Totals,
+    column_sum,
+    lines_totals,
+)
 
 __all__ = ["SOURCE", "parse_bill"]
 
@@ -342,15 +348,7 @@ def _business(
     account: str | None,
 ) -> Statement:
     section = _section(detail, "业务明细列表", "业务明细列表结束")
-    day, owner, day_line = _preamble(section.preamble, detail.name)
-    if bill_date is not None and day is not None and bill_date != day:
-        raise StatementError(
-            StatementCode.BAD_VALUE, detail.name, f"bill of {day}, expected {bill_date}", day_line
-        )
-    day = bill_date or day
-    if day is None:
-        raise StatementError(StatementCode.MISSING_COLUMN, detail.name, "no 起始日期 line")
-    owner = account or owner or ""
+    day, owner = _day_and_owner(section.preamble, detail.name, bill_date, account)
     names = header_names(section.header)
     roles = DETAIL.resolve(names, detail.name, section.header_line)
     first = section.header_line + 1
@@ -426,12 +424,12 @@ def _business(
     )
     refunds = _count(is_refund)
     _check_footer(section, detail.name, is_refund, received, amounts.get("merchant_discount"))
-    declared_fee = _total(fee)
+    declared_fee = column_sum(fee)
     if summary is not None:
         declared_fee = -_check_summary(summary, amounts, len(received) - refunds, refunds)
     # The footers' sums, checked equal to the rows'.
     totals = Totals(
-        count=len(received), amount=_total(received), fee=declared_fee, currency=CURRENCY
+        count=len(received), amount=column_sum(received), fee=declared_fee, currency=CURRENCY
     )
     return Statement(
         source=SOURCE,
@@ -442,6 +440,21 @@ def _business(
         lines=lines,
         totals=[totals],
     )
+
+
+def _day_and_owner(
+    preamble: list[str], name: str, bill_date: date | None, account: str | None
+) -> tuple[date, str]:
+    """The bill's day (it must be the one asked for, when one was) and its owner."""
+    day, owner, day_line = _preamble(preamble, name)
+    if bill_date is not None and day is not None and bill_date != day:
+        raise StatementError(
+            StatementCode.BAD_VALUE, name, f"bill of {day}, expected {bill_date}", day_line
+        )
+    day = bill_date or day
+    if day is None:
+        raise StatementError(StatementCode.MISSING_COLUMN, name, "no 起始日期 line")
+    return day, account or owner or ""
 
 
 def _preamble(lines: list[str], name: str) -> tuple[date | None, str | None, int | None]:
@@ -468,10 +481,6 @@ def _preamble(lines: list[str], name: str) -> tuple[date | None, str | None, int
 
 def _count(mask: pa.ChunkedArray) -> int:
     return int(pc.sum(mask.cast(pa.int64())).as_py() or 0)
-
-
-def _total(values: pa.ChunkedArray | pa.Array) -> int:
-    return int(pc.sum(values).as_py() or 0)
 
 
 def _mismatch(name: str, line: int, what: str, declared: int, actual: int) -> StatementError:
@@ -512,7 +521,7 @@ def _check_footer(
             sums.append((match[3], discount, "商家优惠"))
         for declared, values, what in sums:
             stated = decimal_text(declared, _EXPONENT, file=name, line=line, what=title)
-            actual = _total(pc.if_else(rows, values, 0))
+            actual = column_sum(pc.if_else(rows, values, 0))
             if stated != actual:
                 raise _mismatch(name, line, f"{title} {what}", stated, actual)
 
@@ -552,9 +561,13 @@ def _check_summary(
                     f"the detail has no {roles[role]} column to check the summary's against",
                     line,
                 )
-            if stated(role, _EXPONENT) != _total(amounts[role]):
+            if stated(role, _EXPONENT) != column_sum(amounts[role]):
                 raise _mismatch(
-                    member.name, line, roles[role], stated(role, _EXPONENT), _total(amounts[role])
+                    member.name,
+                    line,
+                    roles[role],
+                    stated(role, _EXPONENT),
+                    column_sum(amounts[role]),
                 )
     return stated("service_fee", _EXPONENT)
 
@@ -604,15 +617,7 @@ def _account_log(
     ``#支出合计`` footers. A fee row moves no payment money: its amount is 0 and what it
     takes is the fee (what it gives back a negative fee), so ``net`` is the balance change."""
     section = _section(detail, "账务明细列表", "账务明细列表结束")
-    day, owner, day_line = _preamble(section.preamble, detail.name)
-    if bill_date is not None and day is not None and bill_date != day:
-        raise StatementError(
-            StatementCode.BAD_VALUE, detail.name, f"bill of {day}, expected {bill_date}", day_line
-        )
-    day = bill_date or day
-    if day is None:
-        raise StatementError(StatementCode.MISSING_COLUMN, detail.name, "no 起始日期 line")
-    owner = account or owner or ""
+    day, owner = _day_and_owner(section.preamble, detail.name, bill_date, account)
     names = header_names(section.header)
     roles = ACCOUNT.resolve(names, detail.name, section.header_line)
     first = section.header_line + 1
@@ -686,14 +691,9 @@ def _account_log(
         if count != _count(moved):
             raise _mismatch(detail.name, line, f"{title} count", count, _count(moved))
         stated = abs(decimal_text(match[2], _EXPONENT, file=detail.name, line=line, what=title))
-        if stated != _total(values):
-            raise _mismatch(detail.name, line, title, stated, _total(values))
-    totals = Totals(
-        count=lines.num_rows,
-        amount=_total(lines["amount"]),
-        fee=_total(lines["fee"]),
-        currency=CURRENCY,
-    )
+        if stated != column_sum(values):
+            raise _mismatch(detail.name, line, title, stated, column_sum(values))
+    totals = lines_totals(lines, CURRENCY)
     return Statement(
         source=SOURCE,
         file=file,

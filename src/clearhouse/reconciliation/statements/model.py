@@ -15,6 +15,7 @@ from datetime import date
 from enum import StrEnum
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 
 class Kind(StrEnum):
@@ -64,6 +65,22 @@ class Totals:
     amount: int  # signed sum of ``amount`` in minor units
     fee: int
     currency: str
+
+
+def column_sum(values: pa.ChunkedArray | pa.Array) -> int:
+    """The exact integer sum of an int64 column (0 when empty)."""
+    return int(pc.sum(values).as_py() or 0)
+
+
+def lines_totals(lines: pa.Table, currency: str) -> Totals:
+    """A one-currency file's totals as its lines add up (for files whose footers are checked
+    row by row against their own columns)."""
+    return Totals(
+        count=lines.num_rows,
+        amount=column_sum(lines["amount"]),
+        fee=column_sum(lines["fee"]),
+        currency=currency,
+    )
 
 
 @dataclass(frozen=True, slots=True)

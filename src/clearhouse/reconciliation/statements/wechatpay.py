@@ -48,7 +48,13 @@ from clearhouse.reconciliation.statements.cncsv import (
     strip_prefix,
 )
 from clearhouse.reconciliation.statements.errors import StatementCode, StatementError
-from clearhouse.reconciliation.statements.model import Kind, Statement, Totals
+from clearhouse.reconciliation.statements.model import (
+    Kind,
+    Statement,
+    Totals,
+    column_sum,
+    lines_totals,
+)
 
 __all__ = ["SOURCE", "parse_bill", "parse_fundflow_bill", "parse_trade_bill"]
 
@@ -330,10 +336,6 @@ def _mismatch(file: str, line: Line, what: str, declared: int, actual: int) -> S
     )
 
 
-def _total(values: pa.Array) -> int:
-    return int(pc.sum(values).as_py() or 0)
-
-
 def _refuse_unknown(values: pa.Array, known: tuple[str, ...], file: str, column: str) -> None:
     ok = pc.is_in(values, value_set=pa.array(known))
     if len(values) and not pc.all(ok).as_py():
@@ -489,7 +491,7 @@ def _trade_totals(
         if role not in declared:  # the SUCCESS bill declares no refunds
             continue
         sums[role] = number(role, exponent)
-        actual = _total(columns[role])
+        actual = column_sum(columns[role])
         if sums[role] != actual:
             raise _mismatch(file, line, TRADE_SUMMARY.aliases[role][0], sums[role], actual)
     return Totals(
@@ -587,19 +589,14 @@ def _fundflow(raw: bytes, *, file: str, bill_date: date, account: str, currency:
         "count": rows,
         "income_count": income_rows,
         "expense_count": rows - income_rows,
-        "income": _total(pc.if_else(income, moved, zero)),
-        "expense": _total(pc.if_else(income, zero, moved)),
+        "income": column_sum(pc.if_else(income, moved, zero)),
+        "expense": column_sum(pc.if_else(income, zero, moved)),
     }
     for role, value in actual.items():
         stated = number(role, 0 if role.endswith("count") else exponent)
         if stated != value:
             raise _mismatch(file, line, FUND_SUMMARY.aliases[role][0], stated, value)
-    totals = Totals(
-        count=rows,
-        amount=_total(lines["amount"]),
-        fee=_total(lines["fee"]),
-        currency=currency,
-    )
+    totals = lines_totals(lines, currency)
     return Statement(
         source=SOURCE,
         file=file,
