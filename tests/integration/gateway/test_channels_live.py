@@ -117,6 +117,7 @@ def test_forged_notification_is_refused_and_changes_nothing(stack, channel):
         with httpx.Client() as real:
             return real.post(str(request.url), content=body, headers=headers)
 
+    notifier._client.close()  # its pooled connection to the API, before it is replaced
     notifier._client = httpx.Client(transport=httpx.MockTransport(tamper))
     events_before = count(stack.app, payment_events)
     notifier.run_due()

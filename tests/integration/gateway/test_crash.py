@@ -65,6 +65,7 @@ def test_killed_server_loses_no_accepted_payment(app, database_url, tmp_path: Pa
         channels = tmp_path / "channels.json"
         channels.write_text(json.dumps({"wechatpay": document["wechatpay"]}))
         serving = gateway_for(app, {}, "unused")  # the sealer the server uses too
+        serving.close()  # only its sealer is needed
         _m, key, _w = run_in_transaction(
             app.engine,
             lambda c: create_merchant(
