@@ -4,8 +4,13 @@ bytes say unambiguously what they are.
 
 What each parser needs besides the bytes: a WeChat Pay bill states neither its day nor (the
 fund-flow bill) its merchant; a Stripe report states neither the account it was run for nor
-its day. Alipay's, PayPal's and the banks' files state both, and a given value is checked
-against (Alipay's day) or replaces (Alipay's account) what the file says.
+its day. Alipay's, PayPal's, quick pay's and the banks' files state both, and a given value
+is checked against (Alipay's and quick pay's day, quick pay's merchant number) or replaces
+(Alipay's account) what the file says.
+
+Quick pay's two acquirers (channel instances ``quickpay`` and ``quickpay_b``) write the same
+layout, naming their merchant number, not the instance: one format per instance, sharing a
+``layout``. The bytes tell the layout; the channel (given, or the puller's) tells the format.
 
 Identity: a statement is stored once per digest of its bytes. A file that names neither its
 account nor its day (a Stripe report, whose bytes are only a header on a quiet day) would make
@@ -24,7 +29,15 @@ from dataclasses import dataclass
 from datetime import date
 
 from clearhouse.errors import ClearhouseError
-from clearhouse.reconciliation.statements import alipay, camt053, mt940, paypal, stripe, wechatpay
+from clearhouse.reconciliation.statements import (
+    alipay,
+    camt053,
+    mt940,
+    paypal,
+    quickpay,
+    stripe,
+    wechatpay,
+)
 from clearhouse.reconciliation.statements.errors import StatementCode, StatementError
 from clearhouse.reconciliation.statements.model import Statement
 
@@ -36,6 +49,9 @@ PAYPAL_STL = "paypal-stl"
 CAMT053 = "camt053"
 MT940 = "mt940"
 BANK = "bank"  # the source of bank statements (camt053, mt940)
+QUICKPAY_LAYOUT = "quickpay-file"  # the daily file, as each quick pay acquirer writes it
+# The quick pay channel instances and their daily file's format.
+QUICKPAY_FILES = {"quickpay": QUICKPAY_LAYOUT, "quickpay_b": "quickpay_b-file"}
 
 _HEAD = 4096  # bytes looked at to detect a format
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -68,6 +84,8 @@ class Format:
     # Its lines are transactions to match with our records. A fund-flow bill lists the balance
     # movements the trade bill's payments and refunds caused: kept, not matched a second time.
     matched: bool = True
+    # Several sources' files in one layout that the bytes cannot tell apart: its name.
+    layout: str | None = None
 
     def parse(
         self,
@@ -105,6 +123,13 @@ def _day(value: date | None) -> date:
 def _text(value: str | None) -> str:
     assert value is not None
     return value
+
+
+def _quickpay(channel: str) -> Parse:
+    def parse(data: bytes, file: str, day: date | None, account: str | None) -> Statement:
+        return quickpay.parse(data, file, source=channel, business_date=day, account=account)
+
+    return parse
 
 
 FORMATS: dict[str, Format] = {
@@ -146,6 +171,10 @@ FORMATS: dict[str, Format] = {
         Format(PAYPAL_STL, paypal.SOURCE, lambda d, f, day, acct: paypal.parse(d, f)),
         Format(CAMT053, BANK, lambda d, f, day, acct: camt053.parse(d, f)),
         Format(MT940, BANK, lambda d, f, day, acct: mt940.parse(d, f)),
+        *(
+            Format(name, channel, _quickpay(channel), layout=QUICKPAY_LAYOUT)
+            for channel, name in QUICKPAY_FILES.items()
+        ),
     )
 }
 
@@ -176,6 +205,19 @@ def of_source(source: str) -> list[Format]:
 
 def detect(data: bytes, file: str) -> Format:
     """The format ``data`` is unambiguously in, or ``StatementError`` (UNSUPPORTED)."""
+    found = _candidates(data, file)
+    if len(found) > 1:
+        raise StatementError(
+            StatementCode.UNSUPPORTED,
+            file,
+            f"a {found[0].layout} file, which {sorted(f.source for f in found)} all issue: "
+            "give the channel",
+        )
+    return found[0]
+
+
+def _candidates(data: bytes, file: str) -> list[Format]:
+    """The formats ``data`` may be in: one, or every format of a shared layout."""
     name = _detect(data)
     if name is None:
         raise StatementError(
@@ -183,7 +225,10 @@ def detect(data: bytes, file: str) -> Format:
             file,
             f"not a statement format this can tell from its bytes (one of {sorted(FORMATS)})",
         )
-    return FORMATS[name]
+    found = FORMATS[name]
+    if found.layout is None:
+        return [found]
+    return [f for f in FORMATS.values() if f.layout == found.layout]
 
 
 def resolve(
@@ -199,14 +244,17 @@ def resolve(
                 known=[f.name for f in of_source(channel)],
             )
         return found
-    if channel is not None:
-        of_source(channel)  # an unknown channel is its own error, before looking at bytes
-    found = detect(data, file)
-    if channel is not None and found.source != channel:
+    if channel is None:
+        return detect(data, file)
+    of_source(channel)  # an unknown channel is its own error, before looking at bytes
+    candidates = _candidates(data, file)
+    own = [f for f in candidates if f.source == channel]
+    if not own:
+        what = candidates[0].layout or candidates[0].name
         raise StatementError(
-            StatementCode.UNSUPPORTED, file, f"a {found.name} file, not a {channel} statement"
+            StatementCode.UNSUPPORTED, file, f"a {what} file, not a {channel} statement"
         )
-    return found
+    return own[0]
 
 
 def _detect(data: bytes) -> str | None:
@@ -223,6 +271,8 @@ def _detect(data: bytes) -> str | None:
         return MT940
     if head.startswith((b'"RH"', b"RH,")):
         return PAYPAL_STL
+    if head.startswith(quickpay.HEAD):
+        return QUICKPAY_LAYOUT
     if head.startswith(b"#") and "支付宝" in _first_line(head, "gb18030"):
         return ALIPAY  # the detail CSV alone, as it is inside the ZIP
     wechat = _wechat(head)

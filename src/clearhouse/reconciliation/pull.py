@@ -4,7 +4,7 @@ serves it, into the statement store.
 Per channel and business day, each document the channel issues (WeChat Pay: the trade bill and
 the fund-flow bill; Alipay: the trade bill ZIP; Stripe: the itemized balance change report of
 the balance transactions created that day in the reporting zone; PayPal: the STL settlement
-report; the bank: the day's camt.053 or MT940) is:
+report; each quick pay acquirer: its daily file; the bank: the day's camt.053 or MT940) is:
 
 - not asked for while the business day is still running (a bill of a running day is partial);
 - not asked for again once held, unless ``refresh`` (a channel re-issuing a corrected file);
@@ -16,8 +16,8 @@ report; the bank: the day's camt.053 or MT940) is:
   ``StatementError`` code and nothing stored; the same bytes again change nothing.
 
 Expected times are each channel's publication promise plus a margin, in the channel's business
-zone: WeChat Pay 10:00 and Alipay 09:00 Beijing time on the next day; Stripe and PayPal noon of
-the next day in the reporting zone; the bank 09:00 on the next day in its zone.
+zone: WeChat Pay 10:00, Alipay and quick pay 09:00 Beijing time on the next day; Stripe and
+PayPal noon of the next day in the reporting zone; the bank 09:00 on the next day in its zone.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ from clearhouse.gateway.channels.alipay.adapter import BillUnavailable as Alipay
 from clearhouse.gateway.channels.config import ports_from_document
 from clearhouse.gateway.channels.paypal.adapter import PaypalAdapter
 from clearhouse.gateway.channels.paypal.adapter import ReportUnavailable as PaypalUnavailable
+from clearhouse.gateway.channels.quickpay.adapter import FileUnavailable as QuickpayUnavailable
+from clearhouse.gateway.channels.quickpay.adapter import QuickpayAdapter
 from clearhouse.gateway.channels.stripe.adapter import ReportUnavailable as StripeUnavailable
 from clearhouse.gateway.channels.stripe.adapter import StripeAdapter
 from clearhouse.gateway.channels.wechatpay.adapter import BillUnavailable as WechatUnavailable
@@ -70,6 +72,7 @@ _TRANSIENT = frozenset(
         "BAD_RESPONSE",
         "BAD_HASH",
         "SYSTEM_ERROR",
+        "SYSTEM_BUSY",  # quick pay's respCode 06: try again
         "FREQUENCY_LIMITED",
         "rate_limit",
         "20000",
@@ -116,6 +119,8 @@ class Schedule:
 def default_schedule(channel: str, zone: str | None = None) -> Schedule:
     if channel == formats.BANK:
         return Schedule(zone or BANK_ZONE, time(9))
+    if channel in formats.QUICKPAY_FILES:
+        return Schedule(business_zone(channel, zone), time(9))
     expected = {"wechatpay": time(10), "alipay": time(9)}.get(channel, time(12))
     return Schedule(business_zone(channel, zone), expected)
 
@@ -303,6 +308,28 @@ class PaypalFetcher:
         self._adapter.close_client()
 
 
+class QuickpayFetcher:
+    """One quick pay acquirer's daily file (``fileTransfer.do``); the channel instance it is
+    (``adapter.name``) is the statement's source, since the file names only the merchant."""
+
+    _NOT_THERE = frozenset({"FILE_NOT_FOUND"})  # respCode 98: until the Beijing day is over
+
+    def __init__(self, adapter: QuickpayAdapter, mer_id: str) -> None:
+        self._adapter, self._mer_id = adapter, mer_id
+        self.source = adapter.name
+        self.documents: tuple[str, ...] = (formats.QUICKPAY_FILES[adapter.name],)
+
+    def fetch(self, fmt: str, day: date) -> Fetched:
+        try:
+            data = self._adapter.download_file(day)
+        except QuickpayUnavailable as exc:
+            raise _unavailable(exc, self._NOT_THERE) from None
+        return Fetched(data, f"{self.source}-QPRF_{self._mer_id}_{day:%Y%m%d}.txt")
+
+    def close(self) -> None:
+        self._adapter.close_client()
+
+
 class BankFetcher:
     source = formats.BANK
     _NOT_THERE = frozenset({"NOT_FOUND", "NO_STATEMENT"})
@@ -347,8 +374,10 @@ def fetchers_from_document(
             fetchers[name] = StripeFetcher(port, str(creds["account_id"]), zone, sleep=sleep)
         elif isinstance(port, PaypalAdapter):
             fetchers[name] = PaypalFetcher(port)
+        elif isinstance(port, QuickpayAdapter) and port.name in formats.QUICKPAY_FILES:
+            fetchers[name] = QuickpayFetcher(port, str(creds["mer_id"]))
         else:
-            port.close_client()  # quick pay: its settlement files are not pulled here
+            port.close_client()  # a quick pay instance no statement format knows
     bank = bank_from_document(document, clock, timeout)
     if bank is not None:
         fmt = str(document[formats.BANK].get("statement_format", formats.CAMT053))

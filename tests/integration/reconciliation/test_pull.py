@@ -23,10 +23,13 @@ from clearhouse.clock import FixedClock
 from clearhouse.db.schema import statement_files
 from clearhouse.gateway.channels.config import ports_from_document
 from clearhouse.gateway.channels.port import PayMethod, PayOrder, RefundOrder
+from clearhouse.gateway.channels.quickpay import CardElements
+from clearhouse.gateway.channels.quickpay.adapter import QuickpayAdapter
 from clearhouse.money import Money
 from clearhouse.reconciliation import formats
 from clearhouse.reconciliation.pull import MISSING_CODE, Puller, PullStatus, Retry
 from clearhouse.reconciliation.store import StatementStore
+from clearhouse.sandbox.quickpay import TEST_CARDS
 from clearhouse.sandbox.runner import SandboxCredentials, Sandboxes
 from clearhouse.sandbox.serving import ServedApp
 
@@ -325,3 +328,87 @@ def test_the_bank_statement_comes_in_the_configured_format(
     assert doc.imported is not None
     assert doc.imported.lines == 1
     assert stack.store.current("bank", day, formats.CAMT053) == []
+
+
+def test_each_quick_pay_acquirer_pulls_its_own_daily_file(
+    app: App, clock: FixedClock, stack: Stack
+) -> None:
+    """Both acquirers' files, each under its own channel and format, with the card payments
+    and the refund each one made; 98 (no file yet) until the Beijing day is over."""
+    with ExitStack() as served:
+        apps = stack.sandboxes.apps()
+        urls = {
+            name: served.enter_context(ServedApp(apps[name])).base_url
+            for name in ("quickpay", "quickpay_b")
+        }
+        document = stack.document | stack.sandboxes.credentials.merchant_document(urls)
+        puller = Puller.from_document(
+            stack.store, document, clock, timeout=2.0, retry=RETRY, sleep=stack.sleeps.append
+        )
+        served.callback(puller.close)
+        assert {"quickpay", "quickpay_b"} <= set(puller.channels())
+        assert puller.schedule("quickpay_b").expected_at.hour == 9
+        card = next(c for c in TEST_CARDS if c.holder_name == "张三")
+        ports = ports_from_document(document, clock)
+        day = beijing_day(clock)
+        paid: dict[str, str | None] = {}
+        for channel, attempt in (("quickpay", "att-q1"), ("quickpay_b", "att-q2")):
+            port = ports[channel]
+            assert isinstance(port, QuickpayAdapter)
+            sandbox = getattr(stack.sandboxes, channel)
+            challenge = port.bind_start(
+                CardElements(card.holder_name, card.id_number, card.card_no)
+            )
+            bound = port.bind_confirm(challenge.request_id, sandbox.last_sms_code(card.phone))
+            assert bound.token is not None
+            order = PayOrder(
+                attempt,
+                Money(12_000, "CNY"),
+                "tea",
+                PayMethod.CARD,
+                "http://127.0.0.1:9/notify",
+                clock.now() + timedelta(hours=1),
+                payer_id=bound.token,
+            )
+            result = port.pay(order)
+            assert result.error_code is None
+            paid[attempt] = result.channel_txn_id
+        refund = RefundOrder("rf-q1", "att-q2", Money(2_000, "CNY"), Money(12_000, "CNY"), "r", "")
+        assert ports["quickpay_b"].refund(refund).error_code is None
+        for port in ports.values():
+            port.close_client()  # type: ignore[attr-defined]
+
+        early = puller.pull("quickpay", day)  # the day is still running: nothing asked
+        assert (early.status, early.documents[0].attempts) == (PullStatus.NOT_READY, 0)
+        clock.set(datetime.combine(day + timedelta(days=1), datetime.min.time(), BEIJING))
+        clock.advance(timedelta(hours=10))  # past 09:00 Beijing time on the next day
+        results = {channel: puller.pull(channel, day) for channel in ("quickpay", "quickpay_b")}
+        for channel, result in results.items():
+            assert result.status is PullStatus.STORED, result.to_dict()
+            assert not result.alert
+            [doc] = result.documents
+            assert doc.fmt == formats.QUICKPAY_FILES[channel]
+            assert doc.imported is not None
+            assert doc.imported.account == getattr(stack.sandboxes.credentials, channel).mer_id
+        a = stack.store.read(stack.store.current("quickpay", day)).to_pylist()
+        b = stack.store.read(stack.store.current("quickpay_b", day)).to_pylist()
+        assert [(r["source"], r["merchant_ref"], r["channel_txn_id"], r["amount"]) for r in a] == [
+            ("quickpay", "att-q1", paid["att-q1"], 12_000)
+        ]
+        assert [
+            (r["source"], r["kind"], r["merchant_ref"], r["parent_ref"], r["amount"], r["fee"])
+            for r in b
+        ] == [
+            ("quickpay_b", "payment", "att-q2", None, 12_000, 60),
+            ("quickpay_b", "refund", "rf-q1", "att-q2", -2_000, -10),
+        ]
+        # Held: a second pull asks nothing.
+        again = puller.pull("quickpay_b", day)
+        assert (again.status, again.documents[0].attempts) == (PullStatus.ALREADY, 0)
+        # A quiet day's file is there too, after the day.
+        clock.advance(timedelta(days=1))
+        quiet = puller.pull("quickpay", day + timedelta(days=1))
+        assert quiet.status is PullStatus.STORED
+        assert quiet.documents[0].imported is not None
+        assert quiet.documents[0].imported.lines == 0
+    assert stack.sleeps == []

@@ -34,7 +34,15 @@ def test_every_format_is_detected_from_its_bytes_and_parses(sample: Sample) -> N
 
 
 def test_each_source_has_its_formats() -> None:
-    assert formats.sources() == ["alipay", "bank", "paypal", "stripe", "wechatpay"]
+    assert formats.sources() == [
+        "alipay",
+        "bank",
+        "paypal",
+        "quickpay",
+        "quickpay_b",
+        "stripe",
+        "wechatpay",
+    ]
     assert [f.name for f in formats.of_source("bank")] == ["camt053", "mt940"]
     assert [f.name for f in formats.of_source("wechatpay")] == [
         "wechatpay-trade",
@@ -78,7 +86,7 @@ def test_unknown_format_and_channel_names_have_their_own_code() -> None:
     assert caught.value.code == "STATEMENT_UNKNOWN_FORMAT"
     assert "camt053" in caught.value.details["known"]
     with pytest.raises(formats.UnknownFormat):
-        formats.resolve(b"anything", "f", channel="quickpay")
+        formats.resolve(b"anything", "f", channel="quickpay_c")
 
 
 @pytest.mark.parametrize(

@@ -62,11 +62,18 @@ class Odd:
 
 
 def read_strings(
-    body: bytes, names: Sequence[str], keep: Iterable[str], *, skip: int
+    body: bytes,
+    names: Sequence[str],
+    keep: Iterable[str],
+    *,
+    skip: int,
+    delimiter: str = ",",
+    quoted: bool = True,
 ) -> tuple[pa.Table, list[Odd]]:
     """Every record with ``len(names)`` fields as strings (columns ``keep`` only), and the
     records of any other width aside with their numbers. ``skip`` leading records (a header)
     are not read but still counted. Serial reading is what gives the odd records their numbers.
+    ``quoted=False`` for layouts that quote nothing, where a quote is a plain character.
     """
     odd: list[Odd] = []
 
@@ -79,7 +86,12 @@ def read_strings(
         read_options=pacsv.ReadOptions(
             column_names=list(names), skip_rows=skip, use_threads=False, block_size=_BLOCK_SIZE
         ),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=aside),
+        parse_options=pacsv.ParseOptions(
+            delimiter=delimiter,
+            quote_char='"' if quoted else False,
+            newlines_in_values=quoted,
+            invalid_row_handler=aside,
+        ),
         convert_options=pacsv.ConvertOptions(
             column_types=dict.fromkeys(names, pa.string()),
             include_columns=list(keep),
