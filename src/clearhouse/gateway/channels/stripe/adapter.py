@@ -50,6 +50,8 @@ from clearhouse.gateway.channels.stripe.protocol import StripeCredentials
 from clearhouse.gateway.channels.transport import NoAnswer, segment
 from clearhouse.money import Money
 
+PAYOUT_REPORT = "payout_reconciliation.itemized.5"  # the report a run asks for by default
+
 _PI_STATES = {
     "succeeded": ChannelStatus.SUCCEEDED,
     "processing": ChannelStatus.PENDING,
@@ -294,7 +296,7 @@ class StripeAdapter(transport.HttpAdapter):
         interval_start: datetime | None = None,
         interval_end: datetime | None = None,
         timezone: str = "Etc/UTC",
-        report_type: str = "payout_reconciliation.itemized.5",
+        report_type: str = PAYOUT_REPORT,
         columns: Sequence[str] | None = None,
     ) -> bytes:
         """Run a report (by default payout reconciliation) and fetch its CSV; raises
@@ -314,7 +316,7 @@ class StripeAdapter(transport.HttpAdapter):
         interval_start: datetime | None = None,
         interval_end: datetime | None = None,
         timezone: str = "Etc/UTC",
-        report_type: str = "payout_reconciliation.itemized.5",
+        report_type: str = PAYOUT_REPORT,
         columns: Sequence[str] | None = None,
     ) -> str:
         """Start a report run (``POST /v1/reporting/report_runs``); its id. ``columns`` picks
